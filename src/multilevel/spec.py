@@ -1,0 +1,348 @@
+"""Model specifications: what to fit, independent of PyMC and of any data.
+
+A :class:`ModelSpec` is a frozen, validated description of a generalized linear mixed model
+
+.. math::
+
+    g(E[y_i]) = x_i^\\top \\beta + \\sum_k z_{ik}^\\top u_{k, j_k(i)},\\qquad
+    u_{k, j} \\sim N(0, \\Sigma_k)
+
+with a response, fixed-effect terms, one :class:`GroupTerm` per grouping factor ``k`` (its
+varying terms and whether their covariance :math:`\\Sigma_k` is full or diagonal), a family,
+priors and sampler settings. It is made from an lme4 formula (:meth:`ModelSpec.from_formula`),
+from a named builder (:mod:`multilevel.builders.named`) or from a TOML file
+(:func:`multilevel.spec_io.load_spec`).
+
+Examples
+--------
+>>> spec = ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)")
+>>> spec.fixed, spec.groups[0].factor, spec.groups[0].slopes
+(('Days',), 'Subject', ('Days',))
+>>> spec.to_formula()
+'Reaction ~ 1 + Days + (1 + Days | Subject)'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from multilevel.errors import SpecError
+
+__all__ = ["FAMILIES", "SAMPLERS", "GroupTerm", "ModelSpec", "Prior", "SamplerSettings"]
+
+FAMILIES = ("gaussian", "bernoulli", "binomial")
+SAMPLERS = ("pymc", "nutpie")
+PARAMETERIZATIONS = ("auto", "marginal", "noncentered", "centered")
+
+
+@dataclass(frozen=True)
+class GroupTerm:
+    """The varying (random) part for one grouping factor.
+
+    Parameters
+    ----------
+    factor : str
+        Column holding the group labels; ``"a:b"`` is the interaction of two columns (the
+        inner factor of a nested ``(1 | a/b)`` term).
+    intercept : bool
+        Whether the intercept varies by group.
+    slopes : tuple of str
+        Terms whose coefficients vary by group (each also a fixed effect in named builders).
+    correlated : bool
+        Full covariance (LKJ prior on the correlations) or independent terms (``||``).
+
+    Examples
+    --------
+    >>> GroupTerm("school", slopes=("cses",)).terms
+    ('1', 'cses')
+    """
+
+    factor: str
+    intercept: bool = True
+    slopes: tuple[str, ...] = ()
+    correlated: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.factor, str) or not self.factor.strip():
+            raise SpecError("A group term needs a grouping factor: write (1 | group).")
+        object.__setattr__(self, "slopes", tuple(self.slopes))
+        if not self.intercept and not self.slopes:
+            raise SpecError(
+                f"The group term for '{self.factor}' varies nothing: give it an intercept "
+                "(1 | g) or a slope (0 + x | g)."
+            )
+        if len(set(self.slopes)) != len(self.slopes):
+            raise SpecError(f"The group term for '{self.factor}' repeats a slope: {self.slopes}.")
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Varying terms in formula order; ``'1'`` stands for the intercept."""
+        return (("1",) if self.intercept else ()) + self.slopes
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Data columns whose interaction defines the groups (``'a:b'`` gives ``('a', 'b')``)."""
+        return tuple(part.strip() for part in self.factor.split(":"))
+
+    def to_formula(self) -> str:
+        """The lme4 text of this term, e.g. ``(1 + x | g)`` or ``(1 + x || g)``."""
+        lhs = " + ".join(("1",) + self.slopes) if self.intercept else " + ".join(
+            ("0",) + self.slopes
+        )
+        bar = "|" if self.correlated or len(self.terms) == 1 else "||"
+        return f"({lhs} {bar} {self.factor})"
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution by PyMC name and keyword parameters.
+
+    Examples
+    --------
+    >>> Prior("HalfNormal", sigma=2.0)
+    Prior(dist='HalfNormal', params=(('sigma', 2.0),))
+    >>> Prior("HalfNormal", sigma=2.0).kwargs
+    {'sigma': 2.0}
+    """
+
+    dist: str
+    params: tuple[tuple[str, float], ...] = ()
+
+    def __init__(self, dist: str, params: Any = (), **kwargs: float) -> None:
+        items = dict(params) if params else {}
+        items.update(kwargs)
+        object.__setattr__(self, "dist", dist)
+        object.__setattr__(
+            self, "params", tuple(sorted((str(k), float(v)) for k, v in items.items()))
+        )
+
+    @property
+    def kwargs(self) -> dict[str, float]:
+        """Parameters as a dict for the PyMC distribution."""
+        return dict(self.params)
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v:g}" for k, v in self.params)
+        return f"{self.dist}({inner})"
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How to run NUTS. All options are keyword-only in :func:`fit_hierarchical`.
+
+    Examples
+    --------
+    >>> SamplerSettings(draws=500).chains
+    4
+    """
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int | None = None
+    sampler: str = "nutpie"
+    target_accept: float = 0.9
+    parameterization: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("draws", "tune", "chains"):
+            value = getattr(self, name)
+            minimum = 0 if name == "tune" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise SpecError(
+                    f"Sampler option '{name}' must be an integer >= {minimum}, got {value!r}."
+                )
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise SpecError(f"Sampler option 'seed' must be an integer or None, got {self.seed!r}.")
+        if self.sampler not in SAMPLERS:
+            raise SpecError(
+                f"Unknown sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}."
+            )
+        if not 0.5 <= float(self.target_accept) < 1.0:
+            raise SpecError(
+                f"Sampler option 'target_accept' must lie in [0.5, 1), got {self.target_accept!r}."
+            )
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise SpecError(
+                f"Unknown parameterization {self.parameterization!r}: choose one of "
+                f"{', '.join(PARAMETERIZATIONS)}."
+            )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated multilevel model specification.
+
+    Parameters
+    ----------
+    response : str
+        Response column (successes for a binomial model).
+    fixed : tuple of str
+        Fixed-effect terms besides the intercept, in formulae syntax (``x``, ``x:z``,
+        ``I(x**2)``); categorical predictors expand to treatment contrasts.
+    groups : tuple of GroupTerm
+        One entry per grouping factor.
+    intercept : bool
+        Whether the fixed part has an intercept.
+    family : {'gaussian', 'bernoulli', 'binomial'}
+        Response distribution; the logistic families use the logit link.
+    trials : str, optional
+        Column with the number of trials (binomial).
+    failures : str, optional
+        Column with the number of failures (binomial, from ``cbind(s, f)``).
+    priors : tuple of (str, Prior)
+        Prior overrides by target name; see :mod:`multilevel.priors`.
+    sampler : SamplerSettings
+        NUTS settings used when :func:`fit_hierarchical` is not told otherwise.
+    levels : tuple of (str, tuple of str)
+        Level order for categorical columns (the first level is the reference).
+    data : str, optional
+        Bundled dataset name or CSV path the spec goes with (used by TOML specs and the CLI).
+    name : str, optional
+        A label for reports.
+
+    Examples
+    --------
+    >>> spec = ModelSpec(response="y", fixed=("x",), groups=(GroupTerm("g"),))
+    >>> spec.to_formula()
+    'y ~ 1 + x + (1 | g)'
+    """
+
+    response: str
+    fixed: tuple[str, ...] = ()
+    groups: tuple[GroupTerm, ...] = ()
+    intercept: bool = True
+    family: str = "gaussian"
+    trials: str | None = None
+    failures: str | None = None
+    priors: tuple[tuple[str, Prior], ...] = ()
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    data: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fixed", tuple(self.fixed))
+        object.__setattr__(self, "groups", tuple(self.groups))
+        if isinstance(self.priors, dict):
+            object.__setattr__(self, "priors", tuple(self.priors.items()))
+        if isinstance(self.levels, dict):
+            object.__setattr__(
+                self, "levels", tuple((k, tuple(str(x) for x in v)) for k, v in self.levels.items())
+            )
+        if not isinstance(self.response, str) or not self.response.strip():
+            raise SpecError("The model needs a response column, e.g. 'y ~ x + (1 | g)'.")
+        if self.family not in FAMILIES:
+            raise SpecError(
+                f"Unknown family {self.family!r}: choose one of {', '.join(FAMILIES)}."
+            )
+        if self.family == "binomial" and not (self.trials or self.failures):
+            raise SpecError(
+                "A binomial model needs the number of trials: write cbind(s, n - s) ~ ... or "
+                "p(s, n) ~ ..., or pass trials='n'."
+            )
+        if self.family != "binomial" and (self.trials or self.failures):
+            raise SpecError(
+                f"Trials are only used by the binomial family, not {self.family!r}: drop "
+                "trials or set family='binomial'."
+            )
+        if self.trials and self.failures:
+            raise SpecError("Give either trials or failures for a binomial model, not both.")
+        if not self.groups:
+            raise SpecError(
+                "A multilevel model needs at least one group term, e.g. '+ (1 | group)'."
+            )
+        if len(set(self.fixed)) != len(self.fixed):
+            raise SpecError(f"A fixed-effect term is listed twice: {self.fixed}.")
+        factors = [g.factor for g in self.groups]
+        if len(set(factors)) != len(factors):
+            raise SpecError(
+                f"Grouping factor listed in more than one group term: {factors}. Combine them "
+                "into one term such as (1 + x | g) or (1 + x || g)."
+            )
+        if not self.intercept and not self.fixed:
+            raise SpecError("The fixed part is empty: keep the intercept or add a predictor.")
+        for target, prior in self.priors:
+            if not isinstance(prior, Prior):
+                raise SpecError(f"Prior for {target!r} must be a multilevel.Prior, got {prior!r}.")
+
+    @property
+    def is_logistic(self) -> bool:
+        """True for the bernoulli and binomial families."""
+        return self.family in ("bernoulli", "binomial")
+
+    @property
+    def level_order(self) -> dict[str, tuple[str, ...]]:
+        """User-set level orders as a dict."""
+        return dict(self.levels)
+
+    @property
+    def prior_overrides(self) -> dict[str, Prior]:
+        """Prior overrides as a dict keyed by target."""
+        return dict(self.priors)
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        """A copy with some fields changed (validated again).
+
+        Examples
+        --------
+        >>> ModelSpec.from_formula("y ~ x + (1 | g)").replace(name="demo").name
+        'demo'
+        """
+        return replace(self, **changes)
+
+    def with_sampler(self, **changes: Any) -> ModelSpec:
+        """A copy with some sampler settings changed."""
+        return replace(self, sampler=replace(self.sampler, **changes))
+
+    def response_formula(self) -> str:
+        """Left-hand side in lme4 syntax."""
+        if self.trials:
+            return f"cbind({self.response}, {self.trials} - {self.response})"
+        if self.failures:
+            return f"cbind({self.response}, {self.failures})"
+        return self.response
+
+    def to_formula(self) -> str:
+        """The model as an lme4 formula (round-trips through :meth:`from_formula`)."""
+        parts = ["1" if self.intercept else "0", *self.fixed]
+        parts += [g.to_formula() for g in self.groups]
+        return f"{self.response_formula()} ~ " + " + ".join(parts)
+
+    @classmethod
+    def from_formula(cls, formula: str, family: str = "gaussian", **kwargs: Any) -> ModelSpec:
+        """Parse an lme4-style formula; see :mod:`multilevel.formula` for the syntax.
+
+        Examples
+        --------
+        >>> ModelSpec.from_formula("y ~ x + (1 | a/b)").to_formula()
+        'y ~ 1 + x + (1 | a) + (1 | a:b)'
+        """
+        from multilevel.formula import parse_formula
+
+        parsed = parse_formula(formula)
+        if parsed.trials or parsed.failures:
+            if family == "gaussian":
+                family = "binomial"
+            if family != "binomial":
+                raise SpecError(
+                    f"A cbind()/p() response is a binomial count, but family={family!r}: "
+                    "use family='binomial'."
+                )
+        return cls(
+            response=parsed.response,
+            fixed=parsed.fixed,
+            groups=parsed.groups,
+            intercept=parsed.intercept,
+            family=family,
+            trials=parsed.trials,
+            failures=parsed.failures,
+            **kwargs,
+        )
+
+    def to_toml(self) -> str:
+        """TOML text that :func:`multilevel.load_spec` reads back to an equal spec."""
+        from multilevel.spec_io import spec_to_toml
+
+        return spec_to_toml(self)
