@@ -1,6 +1,33 @@
-"""multilevel: Bayesian hierarchical models with an lme4-equal frequentist comparison."""
-from multilevel.errors import DataError, SpecError
-from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
+"""multilevel: Bayesian hierarchical models with an lme4-equal frequentist comparison.
 
-__all__ = ["DataError", "GroupTerm", "ModelSpec", "Prior", "SamplerSettings", "SpecError"]
+Examples
+--------
+>>> import multilevel as ml
+>>> spec = ml.varying_intercept("log_radon", "county", predictors=["floor"])
+>>> spec.to_formula()
+'log_radon ~ 1 + floor + (1 | county)'
+"""
+
+from multilevel import datasets
+from multilevel.builders.named import multilevel_logistic, varying_intercept, varying_slope
+from multilevel.errors import DataError, SpecError
+from multilevel.fit import HierarchicalFit, fit_hierarchical
+from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
+from multilevel.spec_io import load_spec
+
+__all__ = [
+    "DataError",
+    "GroupTerm",
+    "HierarchicalFit",
+    "ModelSpec",
+    "Prior",
+    "SamplerSettings",
+    "SpecError",
+    "datasets",
+    "fit_hierarchical",
+    "load_spec",
+    "multilevel_logistic",
+    "varying_intercept",
+    "varying_slope",
+]
 __version__ = "0.1.0"

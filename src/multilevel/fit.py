@@ -1,0 +1,260 @@
+"""``fit_hierarchical``: spec -> design -> PyMC model -> NUTS -> :class:`HierarchicalFit`.
+
+The fit is a thin, immutable holder: every table is computed on request from the posterior
+draws (and, when fitted alongside, the REML/ML/Laplace fit of the same model).
+
+Examples
+--------
+>>> from multilevel import datasets, fit_hierarchical
+>>> fit = fit_hierarchical("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"),
+...                        draws=200, tune=200, chains=2, seed=1, progressbar=False)
+>>> fit.variance_components()[["group", "term", "stat"]].head(3).values.tolist()
+[['Subject', '(Intercept)', 'sd'], ['Subject', '(Intercept)', 'var'], ['Subject', 'Days', 'sd']]
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pymc as pm
+
+from multilevel import naming
+from multilevel.builders.model import build_model
+from multilevel.design import Design, build_design
+from multilevel.priors import ResolvedPriors, resolve_priors
+from multilevel.sampling import diagnostics_table, sample_model
+from multilevel.spec import ModelSpec
+from multilevel.spec_io import as_spec, load_data
+from multilevel.summaries import (
+    DEFAULT_PROB,
+    fixed_effects_table,
+    icc_table,
+    shrinkage_table,
+    variance_components_table,
+)
+
+__all__ = ["HierarchicalFit", "choose_parameterization", "fit_hierarchical"]
+
+PACKAGES = ("multilevel", "pymc", "pytensor", "arviz", "nutpie", "mixedlm", "numpy", "pandas")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a fit depends on."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except Exception:  # not installed
+            out[name] = "not installed"
+    return out
+
+
+def choose_parameterization(design: Design, requested: str) -> tuple[str, str | None]:
+    """Resolve ``'auto'``; returns the parameterization and a note explaining a fallback."""
+    from multilevel.builders.marginal import marginal_supported
+
+    ok, why = marginal_supported(design)
+    if requested == "auto":
+        return ("marginal", None) if ok else ("noncentered", why)
+    if requested == "marginal" and not ok:
+        from multilevel.errors import SpecError
+
+        raise SpecError(f"parameterization='marginal' is not available here: {why}")
+    return requested, None
+
+
+@dataclass(frozen=True)
+class HierarchicalFit:
+    """Posterior of a multilevel model, with the frequentist fit of the same model beside it."""
+
+    spec: ModelSpec
+    design: Design
+    model: pm.Model | None
+    idata: Any
+    resolved_priors: ResolvedPriors
+    parameterization: str
+    frequentist: Any = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def posterior(self):
+        """The posterior as an ``xarray.Dataset`` (chain, draw, ...)."""
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def method(self) -> str | None:
+        """Column name of the frequentist estimate (``reml``, ``ml``, ``laplace``, ``agq``)."""
+        return None if self.frequentist is None else self.frequentist.method.lower()
+
+    def priors(self) -> pd.DataFrame:
+        """Every prior used: target, prior, source ('default' or the override key)."""
+        return self.resolved_priors.table()
+
+    def fixed_effects(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """term, mean, sd, median, lower, upper, r_hat, ess_bulk (+ the frequentist estimate)."""
+        table = fixed_effects_table(self.posterior, self.design, prob)
+        if self.frequentist is not None:
+            freq = self.frequentist.fixed_effects().set_index("term")
+            table[self.method] = table["term"].map(freq["estimate"])
+            table[f"{self.method}_se"] = table["term"].map(freq["std_error"])
+        return table
+
+    def variance_components(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """group, term, stat (sd/var/cor), posterior summary (+ the frequentist estimate)."""
+        table = variance_components_table(self.posterior, self.design, prob)
+        if self.frequentist is not None:
+            freq = self.frequentist.variance_components()
+            table = table.merge(
+                freq.rename(columns={"estimate": self.method}), on=["group", "term", "stat"],
+                how="left",
+            )
+        return table
+
+    def icc(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """ICC per grouping factor (adjusted, conditional, at_x0), with the frequentist value."""
+        table = icc_table(self.posterior, self.design, prob)
+        if self.frequentist is not None:
+            freq = self.frequentist.icc()
+            table = table.merge(
+                freq.rename(columns={"estimate": self.method}), on=["group", "type"], how="left"
+            )
+        return table
+
+    def shrinkage(self, group: str | None = None, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Per group: n, no/complete/partial pooling, pooling factor (+ BLUP and its cond. sd)."""
+        table = shrinkage_table(self.posterior, self.design, group, prob)
+        if self.frequentist is not None:
+            ranef = self.frequentist.ranef()
+            table = table.merge(
+                ranef.rename(columns={"estimate": "blup", "cond_sd": "blup_cond_sd"}),
+                on=["group", "level", "term"], how="left",
+            )
+            fixed = self.frequentist.fixed_effects().set_index("term")["estimate"]
+            table["blup"] = table["blup"] + table["term"].map(fixed).fillna(0.0)
+        return table
+
+    def diagnostics(self) -> pd.DataFrame:
+        """Convergence checks with thresholds and remedies (see :mod:`multilevel.sampling`)."""
+        names = [naming.FIXED, naming.SIGMA]
+        for g in self.design.groups:
+            names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
+        return diagnostics_table(self.idata, names)
+
+    def compare(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Every parameter side by side: posterior mean, median, interval and the frequentist
+        estimate, with ``outside`` flagging an estimate outside the posterior interval."""
+        if self.frequentist is None:
+            raise ValueError("This fit has no frequentist comparison: refit with frequentist=True.")
+        fe = self.fixed_effects(prob).assign(kind="fixed", group="", stat="coef")
+        vc = self.variance_components(prob).assign(kind="variance")
+        ic = self.icc(prob).rename(columns={"type": "stat"}).assign(kind="icc", term="")
+        cols = ["kind", "group", "term", "stat", "mean", "median", "lower", "upper", self.method]
+        table = pd.concat([fe[cols], vc[cols], ic[cols]], ignore_index=True)
+        est = table[self.method]
+        table["outside"] = (est < table["lower"]) | (est > table["upper"])
+        return table
+
+    def summary(self, prob: float = DEFAULT_PROB) -> str:
+        """All tables as one readable text report."""
+        from multilevel.report import text_summary
+
+        return text_summary(self, prob)
+
+    def _repr_html_(self) -> str:
+        from multilevel.report import html_summary
+
+        return html_summary(self)
+
+    def __repr__(self) -> str:
+        d = self.design
+        return (
+            f"<HierarchicalFit {self.spec.to_formula()!r} family={self.spec.family} "
+            f"n={d.n_obs} groups={{{', '.join(f'{g.factor}: {g.n_levels}' for g in d.groups)}}} "
+            f"parameterization={self.parameterization}>"
+        )
+
+
+def _settings(spec: ModelSpec, **overrides: Any) -> ModelSpec:
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return spec.with_sampler(**changes) if changes else spec
+
+
+def fit_hierarchical(
+    spec: ModelSpec | str | Path,
+    df: pd.DataFrame | None = None,
+    *,
+    family: str | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    chains: int | None = None,
+    seed: int | None = None,
+    sampler: str | None = None,
+    target_accept: float | None = None,
+    parameterization: str | None = None,
+    frequentist: bool | str = True,
+    missing: str = "error",
+    progressbar: bool = True,
+) -> HierarchicalFit:
+    """Fit a multilevel model by NUTS, with the REML/ML/Laplace fit beside it.
+
+    Parameters
+    ----------
+    spec : ModelSpec, str or Path
+        A spec, an lme4 formula, or a path to a TOML spec.
+    df : pandas.DataFrame, optional
+        The data (never modified); defaults to the data the spec names.
+    family : str, optional
+        For a formula string: ``'gaussian'``, ``'bernoulli'`` or ``'binomial'``.
+    draws, tune, chains, seed, sampler, target_accept, parameterization
+        Sampler settings; ``None`` keeps the spec's (:class:`SamplerSettings`).
+    frequentist : bool or str
+        Fit the frequentist model too (default method: REML for Gaussian, Laplace for
+        logistic); a string names the method (``'ML'``, ``'REML'``, ``'Laplace'``).
+    missing : {'error', 'drop'}
+        Rows with NaN/inf in used columns: raise, or drop them with a warning.
+    progressbar : bool
+        Show the sampler's progress bar.
+
+    Returns
+    -------
+    HierarchicalFit
+    """
+    spec = _settings(
+        as_spec(spec, family), draws=draws, tune=tune, chains=chains, seed=seed,
+        sampler=sampler, target_accept=target_accept, parameterization=parameterization,
+    )
+    data = df if df is not None else load_data(spec)
+    design = build_design(spec, data, missing=missing)
+    priors = resolve_priors(design)
+    param, note = choose_parameterization(design, spec.sampler.parameterization)
+    notes = (note,) if note else ()
+    model = build_model(design, parameterization=param, priors=priors)
+    idata = sample_model(model, spec.sampler, progressbar=progressbar)
+    if param == "marginal":
+        from multilevel.builders.marginal import recover_group_effects
+
+        idata = recover_group_effects(idata, design, seed=spec.sampler.seed)
+    idata.attrs["multilevel_spec"] = spec.to_toml()
+    idata.attrs["multilevel_versions"] = str(package_versions())
+    freq = None
+    if frequentist:
+        from multilevel.frequentist import fit_frequentist
+
+        method = frequentist if isinstance(frequentist, str) else None
+        freq = fit_frequentist(spec, data, method=method, missing=missing)
+    fit = HierarchicalFit(spec, design, model, idata, priors, param, freq, notes)
+    bad = fit.diagnostics().query("not ok")
+    if not bad.empty:
+        warnings.warn(
+            "Sampler checks failed: " + "; ".join(
+                f"{r.check}={r.value:.4g} ({r.remedy})" for r in bad.itertuples()
+            ),
+            UserWarning,
+            stacklevel=2,
+        )
+    return fit

@@ -1,0 +1,501 @@
+r"""REML, ML, Laplace and adaptive Gauss-Hermite fits that agree with lme4, via mixedlm.
+
+The model is the one of :class:`~multilevel.spec.ModelSpec`,
+
+.. math::
+
+    g(E[y \mid u]) = X\beta + Z u,\qquad u = \Lambda_\theta v,\quad v \sim N(0, \sigma^2 I),
+
+with :math:`\Lambda_\theta` block diagonal (one lower-triangular relative Cholesky factor per
+grouping factor, diagonal for ``(x || g)``) and :math:`\sigma = 1` for the logistic families.
+
+* Gaussian: :math:`\theta` maximises the profiled REML (default) or ML log-likelihood;
+  :math:`\operatorname{Var}(\hat\beta) = \sigma^2 (X^\top V^{-1} X)^{-1}` as lme4's ``vcov``.
+* Logistic (logit link): :math:`(\theta, \beta)` maximise the Laplace approximation (default)
+  or, with one scalar group term, the ``n_agq``-point adaptive Gauss-Hermite approximation of
+  :math:`\log\int p(y \mid u)\,p(u)\,du`. As lme4's default, :math:`\operatorname{Var}(\hat
+  \beta)` is the :math:`\beta` block of :math:`2H^{-1}`, :math:`H` the central finite-difference
+  Hessian (step :data:`HESSIAN_STEP`) of the deviance jointly over :math:`(\theta, \beta)`.
+
+Only this module imports mixedlm. It is handed numeric columns built from the
+:class:`~multilevel.design.Design` (``x<j>``, ``z<k>_<j>``, group codes ``g<k>``), and results
+are mapped back to lme4 names (``(Intercept)``, ``I(age^2)``) and the design's level labels.
+
+Conventions (lme4 1.1 / performance 0.10 with insight 0.19):
+
+* ``loglik`` is what lme4's ``logLik()`` returns: the REML log-likelihood for REML fits, the
+  Laplace value with the binomial constant, and for ``n_agq > 1`` the value *relative to the
+  saturated model* (lme4 leaves that constant out there). ``deviance`` is ``-2 * loglik`` (the
+  REML criterion for REML fits).
+* Gaussian p-values use the normal approximation to the t statistic (lme4 prints none); for the
+  logistic families they are lme4's Wald z-tests.
+* ICC (Nakagawa, as ``performance::icc``): random variance
+  :math:`\sum_k \overline{\operatorname{diag}(Z_k \Sigma_k Z_k^\top)}`, :math:`Z_k` the fixed
+  design columns of the group's varying terms (a term without one counts zero); residual
+  variance :math:`\sigma^2`, or :math:`\pi^2/3` (logit). For ``(x || g)`` insight keeps only the
+  first of lme4's split blocks (the intercept), and so do we. Adjusted = random / (random +
+  residual); conditional adds :math:`\operatorname{var}(X\hat\beta)` to the denominator.
+
+Examples
+--------
+>>> from multilevel import datasets
+>>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+>>> fit.method, round(fit.loglik, 3)
+('REML', -871.814)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mixedlm
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from multilevel.design import Design, build_design
+from multilevel.errors import SpecError
+from multilevel.spec import ModelSpec
+
+__all__ = ["HESSIAN_STEP", "METHODS", "FrequentistFit", "GroupCovariance", "fit_frequentist"]
+
+METHODS = ("REML", "ML", "Laplace", "AGQ")
+HESSIAN_STEP = 1e-4
+SINGULAR_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class GroupCovariance:
+    """Estimated covariance of one grouping factor's varying terms (lme4 names)."""
+
+    factor: str
+    terms: tuple[str, ...]
+    correlated: bool
+    cov: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrequentistFit:
+    """A fitted lme4-equivalent model; every attribute is set by :func:`fit_frequentist`.
+
+    ``beta`` and ``cov_fixed`` (lme4's ``vcov``) are labelled by lme4 names; ``theta`` holds
+    the relative Cholesky entries, lme4-named, column-major within each group; ``sigma`` is
+    None for logistic fits; ``loglik`` is lme4's ``logLik()`` (module notes: REML, AGQ);
+    ``singular`` is lme4's ``isSingular`` (a diagonal theta below :data:`SINGULAR_TOL`);
+    ``var_fixed``, ``var_random`` (per group) and ``var_residual`` are the ICC's parts.
+    """
+
+    spec: ModelSpec
+    method: str
+    n_agq: int
+    beta: pd.Series
+    cov_fixed: pd.DataFrame
+    theta: pd.Series
+    sigma: float | None
+    groups: tuple[GroupCovariance, ...]
+    ranef_table: pd.DataFrame
+    loglik: float
+    nobs: int
+    converged: bool
+    singular: bool
+    messages: tuple[str, ...]
+    var_fixed: float
+    var_random: tuple[float, ...]
+    var_residual: float
+
+    @property
+    def n_params(self) -> int:
+        """Estimated parameters: beta, theta and sigma (lme4's ``df`` of ``logLik``)."""
+        return len(self.beta) + len(self.theta) + (self.sigma is not None)
+
+    @property
+    def deviance(self) -> float:
+        """``-2 * loglik`` (the REML criterion for REML fits)."""
+        return -2.0 * self.loglik
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion from :attr:`loglik`."""
+        return self.deviance + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion from :attr:`loglik` and :attr:`nobs` rows."""
+        return self.deviance + math.log(self.nobs) * self.n_params
+
+    def fixed_effects(self) -> pd.DataFrame:
+        """Estimates, standard errors, z (logistic) or t (Gaussian) statistics and p-values.
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+        >>> fit.fixed_effects().round(2).iloc[1].to_dict()
+        {'term': 'Days', 'estimate': 10.47, 'std_error': 1.55, 'statistic': 6.77, 'p_value': 0.0}
+        """
+        se = np.sqrt(np.diag(self.cov_fixed.to_numpy()))
+        stat = self.beta.to_numpy() / se
+        return pd.DataFrame(
+            {
+                "term": list(self.beta.index),
+                "estimate": self.beta.to_numpy(),
+                "std_error": se,
+                "statistic": stat,
+                "p_value": 2.0 * stats.norm.sf(np.abs(stat)),
+            }
+        )
+
+    def variance_components(self) -> pd.DataFrame:
+        """Long table of variances, sds and correlations (``stat`` in var/sd/cor).
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> fit = fit_frequentist("mAch ~ 1 + (1 | school)", datasets.load("hsb82"))
+        >>> fit.variance_components().round(3).values.tolist()[1]
+        ['school', '(Intercept)', 'sd', 2.935]
+        """
+        rows: list[tuple[str, str, str, float]] = []
+        for g in self.groups:
+            sd = np.sqrt(np.diag(g.cov))
+            for j, term in enumerate(g.terms):
+                rows += [(g.factor, term, "var", g.cov[j, j]), (g.factor, term, "sd", sd[j])]
+            if g.correlated:
+                for j in range(len(g.terms)):
+                    for i in range(j + 1, len(g.terms)):
+                        cor = g.cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                        rows.append((g.factor, f"{g.terms[j]},{g.terms[i]}", "cor", cor))
+        if self.sigma is not None:
+            rows += [("Residual", "", "var", self.sigma**2), ("Residual", "", "sd", self.sigma)]
+        return pd.DataFrame(rows, columns=["group", "term", "stat", "estimate"])
+
+    def ranef(self) -> pd.DataFrame:
+        """Conditional modes and conditional sds per group, level and term (lme4's ``ranef``)."""
+        return self.ranef_table.copy()
+
+    def icc(self) -> pd.DataFrame:
+        """Nakagawa's ICCs in long form: columns group, type, estimate.
+
+        ``type`` is 'adjusted' (one row per grouping factor, and a group 'all' row when there
+        are several), 'conditional' (group 'all') and, with random slopes, 'at_x0' (each
+        factor's intercept variance over all intercept variances plus the residual variance:
+        the ICC at covariates 0). The total adjusted row and the conditional row are
+        ``performance::icc``'s ``ICC_adjusted`` and ``ICC_conditional``.
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> fit = fit_frequentist("mAch ~ 1 + (1 | school)", datasets.load("hsb82"))
+        >>> fit.icc().round(4).values.tolist()
+        [['school', 'adjusted', 0.1804], ['all', 'conditional', 0.1804]]
+        """
+        total, resid = sum(self.var_random), self.var_residual
+        rows = [(g.factor, "adjusted", v / (total + resid)) for g, v in zip(
+            self.groups, self.var_random, strict=True)]
+        if len(self.groups) > 1:
+            rows.append(("all", "adjusted", total / (total + resid)))
+        rows.append(("all", "conditional", total / (total + resid + self.var_fixed)))
+        if any(len(g.terms) > 1 or g.terms[0] != "(Intercept)" for g in self.groups):
+            tau0 = {g.factor: g.cov[0, 0] for g in self.groups if g.terms[0] == "(Intercept)"}
+            total0 = sum(tau0.values())
+            rows += [(k, "at_x0", t / (total0 + resid)) for k, t in tau0.items()]
+        return pd.DataFrame(rows, columns=["group", "type", "estimate"])
+
+
+def fit_frequentist(
+    spec: ModelSpec | str,
+    df: pd.DataFrame,
+    *,
+    method: str | None = None,
+    n_agq: int = 1,
+    missing: str = "error",
+    family: str | None = None,
+) -> FrequentistFit:
+    """Fit the model by REML/ML (Gaussian) or Laplace/AGQ (logistic) as lme4 would.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        The model, or an lme4 formula (then ``family`` applies).
+    df : pandas.DataFrame
+        The data; never modified.
+    method : {'REML', 'ML', 'Laplace', 'AGQ'}, optional
+        Defaults to 'REML' for Gaussian models, 'Laplace' for logistic ones, 'AGQ' when
+        ``n_agq > 1``.
+    n_agq : int
+        Adaptive Gauss-Hermite points for 'AGQ' (> 1; one scalar group term only, as lme4).
+    missing : {'error', 'drop'}
+        Rows with NaN/inf in used columns: see :func:`~multilevel.design.build_design`.
+    family : str, optional
+        Family for a formula string ('gaussian', 'bernoulli', 'binomial').
+
+    Returns
+    -------
+    FrequentistFit
+
+    Raises
+    ------
+    SpecError
+        On a method that does not suit the family or the random-effects structure.
+
+    Examples
+    --------
+    >>> from multilevel import datasets
+    >>> fit = fit_frequentist(
+    ...     "cbind(incidence, size - incidence) ~ period + (1 | herd)", datasets.load("cbpp")
+    ... )
+    >>> fit.method, round(float(fit.beta["period2"]), 3)
+    ('Laplace', -0.992)
+    """
+    spec = _as_spec(spec, family)
+    method, n_agq = _check_method(spec, method, n_agq)
+    design = build_design(spec, df, missing=missing)
+    frame, formula, weights = _mixedlm_data(design)
+    res, messages = _run_mixedlm(spec, method, n_agq, frame, formula, weights)
+    theta, lambdas, singular = _theta_blocks(res, design)
+    sigma = float(res.sigma) if spec.family == "gaussian" else None
+    scale = 1.0 if sigma is None else sigma**2
+    groups = tuple(
+        GroupCovariance(g.factor, g.term_names, g.correlated, scale * lam @ lam.T)
+        for g, lam in zip(design.groups, lambdas, strict=True)
+    )
+    if sigma is not None:
+        cov, loglik = np.asarray(res.vcov(), dtype=float), float(res.logLik())
+    else:
+        cov = _glmm_vcov(res, frame, formula, weights, n_agq, messages)
+        loglik = float(res.logLik()) if n_agq == 1 else -0.5 * float(res.deviance)
+    messages += [f"The optimizer did not converge: {res.message}"] * (not res.converged)
+    if singular:  # lme4's wording and rule, in place of mixedlm's own note
+        messages = [m for m in messages if "singular" not in m.lower()]
+        messages.append("boundary (singular) fit: see help('isSingular')")
+    messages += [f"{design.dropped_rows} rows with missing values were dropped."] * bool(
+        design.dropped_rows
+    )
+    names, beta = list(design.fixed_names), np.asarray(res.beta, dtype=float)
+    return FrequentistFit(
+        spec=spec,
+        method=method,
+        n_agq=n_agq,
+        beta=pd.Series(beta, index=names, name="estimate"),
+        cov_fixed=pd.DataFrame(cov, index=names, columns=names),
+        theta=theta,
+        sigma=sigma,
+        groups=groups,
+        ranef_table=_ranef_table(res, design),
+        loglik=loglik,
+        nobs=design.n_obs,
+        converged=bool(res.converged),
+        singular=singular,
+        messages=tuple(messages),
+        var_fixed=float(np.var(design.X @ beta, ddof=1)),
+        var_random=_random_variances(design, groups),
+        var_residual=scale if sigma is not None else math.pi**2 / 3.0,
+    )
+
+
+def _run_mixedlm(
+    spec: ModelSpec,
+    method: str,
+    n_agq: int,
+    frame: pd.DataFrame,
+    formula: str,
+    weights: np.ndarray | None,
+) -> tuple[Any, list[str]]:
+    """Fit with mixedlm, collecting its warnings as messages."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if spec.family == "gaussian":
+            res = mixedlm.lmer(formula, frame, REML=method == "REML")
+        else:
+            binomial = mixedlm.families.Binomial()
+            res = mixedlm.glmer(formula, frame, family=binomial, nAGQ=n_agq, weights=weights)
+    return res, [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+
+
+def _as_spec(spec: ModelSpec | str, family: str | None) -> ModelSpec:
+    """A ModelSpec from a spec or an lme4 formula."""
+    if isinstance(spec, ModelSpec):
+        if family is not None and family != spec.family:
+            raise SpecError(
+                f"family={family!r} conflicts with the spec's family {spec.family!r}: "
+                "set it in the spec (spec.replace(family=...))."
+            )
+        return spec
+    if isinstance(spec, str):
+        return ModelSpec.from_formula(spec, family=family or "gaussian")
+    raise SpecError(f"spec must be a ModelSpec or an lme4 formula, got {type(spec).__name__}.")
+
+
+def _check_method(spec: ModelSpec, method: str | None, n_agq: int) -> tuple[str, int]:
+    """Validate the method for the family and structure; return (method, n_agq)."""
+    if isinstance(n_agq, bool) or not isinstance(n_agq, int) or n_agq < 1:
+        raise SpecError(f"n_agq must be a whole number >= 1, got {n_agq!r}.")
+    if method is None:
+        method = "REML" if spec.family == "gaussian" else ("AGQ" if n_agq > 1 else "Laplace")
+    if method not in METHODS:
+        raise SpecError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+    allowed = ("REML", "ML") if spec.family == "gaussian" else ("Laplace", "AGQ")
+    if method not in allowed:
+        raise SpecError(
+            f"method={method!r} does not suit family={spec.family!r}: use {allowed[0]!r} "
+            f"(default) or {allowed[1]!r}" + (" with n_agq > 1." if spec.is_logistic else ".")
+        )
+    if method == "AGQ":
+        if n_agq < 2:
+            raise SpecError("method='AGQ' needs n_agq > 1 (n_agq=1 is the Laplace fit).")
+        if len(spec.groups) != 1 or len(spec.groups[0].terms) != 1:
+            raise SpecError(
+                "Adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar group term "
+                f"such as (1 | g), as in lme4; this model has {spec.to_formula()!r}. Use "
+                "method='Laplace'."
+            )
+    elif n_agq != 1:
+        raise SpecError(f"n_agq={n_agq} is only used with method='AGQ'.")
+    return method, n_agq
+
+
+def _mixedlm_data(design: Design) -> tuple[pd.DataFrame, str, np.ndarray | None]:
+    """Numeric columns and a formula for mixedlm, so none of its naming reaches users."""
+    n = design.trials
+    y = design.y if n is None else np.divide(design.y, n, out=np.zeros_like(n), where=n > 0)
+    cols: dict[str, np.ndarray | list[str]] = {"y": y}
+    xs = [f"x{j}" for j in range(design.X.shape[1])]
+    cols.update({name: design.X[:, j] for j, name in enumerate(xs)})
+    bars = []
+    for k, g in enumerate(design.groups):
+        zs = [f"z{k}_{j}" for j in range(g.n_terms)]
+        cols.update({name: g.Z[:, j] for j, name in enumerate(zs)})
+        cols[f"g{k}"] = [f"L{c:07d}" for c in g.index]
+        bar = "|" if g.correlated or g.n_terms == 1 else "||"
+        bars.append(f"(0 + {' + '.join(zs)} {bar} g{k})")
+    formula = "y ~ 0 + " + " + ".join(xs + bars)
+    return pd.DataFrame(cols), formula, None if n is None else n.astype(float)
+
+
+def _structures(res: Any, design: Design) -> list[tuple[int, Any]]:
+    """(theta offset, mixedlm structure) for each of our groups, in design order."""
+    offsets, start = {}, 0
+    for s in res.matrices.random_structures:
+        q = s.n_terms
+        offsets[s.grouping_factor] = (start, s)
+        start += q * (q + 1) // 2 if s.correlated and q > 1 else q
+    return [offsets[f"g{k}"] for k in range(len(design.groups))]
+
+
+def _theta_blocks(res: Any, design: Design) -> tuple[pd.Series, list[np.ndarray], bool]:
+    """lme4-named theta (column-major per block), Lambda blocks and lme4's isSingular."""
+    theta = np.asarray(res.theta, dtype=float)
+    names, values, lambdas, diag = [], [], [], []
+    for g, (start, s) in zip(design.groups, _structures(res, design), strict=True):
+        q = g.n_terms
+        lam = np.zeros((q, q))
+        if s.correlated and q > 1:
+            lam[np.tril_indices(q)] = theta[start : start + q * (q + 1) // 2]  # row-major
+        else:
+            lam[np.diag_indices(q)] = theta[start : start + q]
+        lambdas.append(lam)
+        for j in range(q):
+            rows = range(j, q) if s.correlated else (j,)
+            for i in rows:
+                t = g.term_names
+                names.append(f"{g.factor}.{t[i]}" if i == j else f"{g.factor}.{t[i]}.{t[j]}")
+                values.append(lam[i, j])
+            diag.append(lam[j, j])
+    singular = bool(np.any(np.asarray(diag) < SINGULAR_TOL))
+    return pd.Series(values, index=names, name="theta", dtype=float), lambdas, singular
+
+
+def _hessian(
+    fun: Callable[[np.ndarray], float], x: np.ndarray, step: float = HESSIAN_STEP
+) -> np.ndarray:
+    """lme4's ``deriv12`` Hessian: central differences, cross terms from four corners."""
+    n = len(x)
+    fx = fun(x)
+    eye = np.eye(n) * step
+    plus = [fun(x + eye[i]) for i in range(n)]
+    minus = [fun(x - eye[i]) for i in range(n)]
+    H = np.empty((n, n))
+    for i in range(n):
+        H[i, i] = (plus[i] - 2.0 * fx + minus[i]) / step**2
+        for j in range(i):
+            corners = (
+                fun(x + eye[i] + eye[j])
+                - fun(x + eye[i] - eye[j])
+                - fun(x - eye[i] + eye[j])
+                + fun(x - eye[i] - eye[j])
+            )
+            H[i, j] = H[j, i] = corners / (4.0 * step**2)
+    return H
+
+
+def _glmm_vcov(
+    res: Any,
+    frame: pd.DataFrame,
+    formula: str,
+    weights: np.ndarray | None,
+    n_agq: int,
+    messages: list[str],
+) -> np.ndarray:
+    """Fixed-effect covariance from the joint (theta, beta) deviance Hessian, as lme4."""
+    family = mixedlm.families.Binomial()
+    parsed = mixedlm.glFormula(formula, frame, family=family, weights=weights)
+    devfun = mixedlm.mkGlmerDevfun(parsed, nAGQ=n_agq)
+    theta, beta = np.asarray(res.theta, float), np.asarray(res.beta, float)
+    H = _hessian(devfun, np.r_[theta, beta])
+    p, nt = len(beta), len(theta)
+    try:
+        V = 2.0 * np.linalg.inv(H)[nt:, nt:]
+        V = (V + V.T) / 2.0
+        np.linalg.cholesky(V)
+        return V
+    except np.linalg.LinAlgError:
+        messages.append(
+            "The finite-difference Hessian is not positive definite; standard errors use the "
+            "covariance at fixed theta (lme4's use.hessian=FALSE)."
+        )
+        return np.asarray(res.vcov(), dtype=float).reshape(p, p)
+
+
+def _ranef_table(res: Any, design: Design) -> pd.DataFrame:
+    """Conditional modes and sds in the design's level order and names."""
+    out = res.ranef(condVar=True)
+    frames = []
+    for k, (g, (_, s)) in enumerate(zip(design.groups, _structures(res, design), strict=True)):
+        pos = np.array([s.level_map[f"L{c:07d}"] for c in range(g.n_levels)])
+        zs = [f"z{k}_{j}" for j in range(g.n_terms)]
+        modes = np.column_stack([np.asarray(out.values[f"g{k}"][z], float)[pos] for z in zs])
+        var = np.column_stack([np.asarray(out.condVar[f"g{k}"][z], float)[pos] for z in zs])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "group": g.factor,
+                    "level": np.repeat(np.asarray(g.levels, dtype=object), g.n_terms),
+                    "term": np.tile(np.asarray(g.term_names, dtype=object), g.n_levels),
+                    "estimate": modes.ravel(),
+                    "cond_sd": np.sqrt(var.ravel()),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tuple[float, ...]:
+    """insight's random-effect variance per group: mean of diag(Z Sigma Z') on fixed columns."""
+    X = dict(zip(design.fixed_names, design.X.T, strict=True))
+    X.setdefault("(Intercept)", np.ones(design.n_obs))
+    out = []
+    for g in groups:
+        keep = [j for j, t in enumerate(g.terms) if t in X]
+        if not g.correlated:
+            keep = [j for j in keep if j == 0]  # insight counts only the block named after g
+        if not keep:
+            out.append(0.0)
+            continue
+        Z = np.column_stack([X[g.terms[j]] for j in keep])
+        S = g.cov[np.ix_(keep, keep)]
+        out.append(float(np.mean(np.einsum("ij,jk,ik->i", Z, S, Z))))
+    return tuple(out)

@@ -1,0 +1,191 @@
+"""TOML model specs: read, write, and turn whatever the user passed into a :class:`ModelSpec`.
+
+A spec file names a formula *or* a builder, and optionally the family, priors, level orders,
+sampler settings and the data it goes with (a bundled dataset name or a CSV path relative to
+the file)::
+
+    name = "sleepstudy_slope"
+    data = "sleepstudy"
+    formula = "Reaction ~ Days + (Days | Subject)"
+    family = "gaussian"
+
+    [priors]
+    sigma = { dist = "HalfNormal", sigma = 100.0 }
+
+    [sampler]
+    draws = 1000
+    seed = 1
+
+or, with a builder::
+
+    [builder]
+    kind = "varying_intercept"
+    response = "log_radon"
+    group = "county"
+    predictors = ["floor"]
+
+TOML is data: the formula goes through the same whitelist as any formula, and unknown keys are
+errors that list the valid ones.
+
+Examples
+--------
+>>> from multilevel import ModelSpec
+>>> spec = ModelSpec.from_formula("y ~ x + (1 + x | g)", name="demo")
+>>> spec_from_toml(spec.to_toml()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import tomli_w
+
+from multilevel import datasets
+from multilevel.builders.named import multilevel_logistic, varying_intercept, varying_slope
+from multilevel.errors import DataError, SpecError
+from multilevel.spec import ModelSpec, Prior, SamplerSettings
+
+__all__ = ["as_spec", "load_data", "load_spec", "spec_from_toml", "spec_to_toml"]
+
+_BUILDERS = {
+    "varying_intercept": varying_intercept,
+    "varying_slope": varying_slope,
+    "multilevel_logistic": multilevel_logistic,
+}
+_TOP_KEYS = {"name", "data", "formula", "family", "builder", "priors", "sampler", "levels"}
+_SAMPLER_KEYS = set(SamplerSettings.__dataclass_fields__)
+
+
+def _unknown(keys: set[str], valid: set[str], where: str) -> None:
+    extra = keys - valid
+    if extra:
+        raise SpecError(
+            f"Unknown key(s) {sorted(extra)} in {where}; valid keys: {', '.join(sorted(valid))}."
+        )
+
+
+def _priors(table: dict[str, Any]) -> dict[str, Prior]:
+    out = {}
+    for target, entry in table.items():
+        if not isinstance(entry, dict) or "dist" not in entry:
+            raise SpecError(
+                f"Prior for {target!r} must be a table like {{ dist = \"HalfNormal\", sigma = 1 }}."
+            )
+        params = {k: v for k, v in entry.items() if k != "dist"}
+        for key, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(f"Prior parameter {key!r} for {target!r} must be a number.")
+        out[target] = Prior(str(entry["dist"]), **params)
+    return out
+
+
+def spec_from_toml(text: str, *, base: Path | None = None) -> ModelSpec:
+    """Build a spec from TOML text; ``base`` resolves a relative data path."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"Cannot parse the TOML spec: {err}.") from None
+    _unknown(set(doc), _TOP_KEYS, "the spec file")
+    if ("formula" in doc) == ("builder" in doc):
+        raise SpecError("A spec file needs exactly one of 'formula' or a [builder] table.")
+    sampler = doc.get("sampler", {})
+    _unknown(set(sampler), _SAMPLER_KEYS, "[sampler]")
+    common: dict[str, Any] = {
+        "priors": _priors(doc.get("priors", {})),
+        "sampler": SamplerSettings(**sampler),
+        "levels": {k: tuple(v) for k, v in doc.get("levels", {}).items()},
+        "name": doc.get("name"),
+    }
+    data = doc.get("data")
+    if data is not None and base is not None and data.lower() not in datasets.names():
+        data = str((base / data).resolve())
+    common["data"] = data
+    if "formula" in doc:
+        return ModelSpec.from_formula(doc["formula"], family=doc.get("family", "gaussian"),
+                                      **common)
+    builder = dict(doc["builder"])
+    kind = builder.pop("kind", None)
+    if kind not in _BUILDERS:
+        raise SpecError(f"[builder] kind must be one of {', '.join(_BUILDERS)}, got {kind!r}.")
+    try:
+        spec = _BUILDERS[kind](**builder, **common)
+    except TypeError as err:
+        raise SpecError(f"Bad arguments for builder {kind!r}: {err}.") from None
+    if "family" in doc and doc["family"] != spec.family:
+        raise SpecError(f"family {doc['family']!r} does not match builder {kind!r}.")
+    return spec
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read a TOML spec file (``models/*.toml``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.toml"
+    >>> _ = p.write_text('formula = "y ~ x + (1 | g)"')
+    >>> load_spec(p).to_formula()
+    'y ~ 1 + x + (1 | g)'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"Spec file {str(path)!r} does not exist.")
+    return spec_from_toml(path.read_text(), base=path.parent)
+
+
+def spec_to_toml(spec: ModelSpec) -> str:
+    """TOML text for ``spec`` (a formula plus every setting)."""
+    doc: dict[str, Any] = {}
+    if spec.name:
+        doc["name"] = spec.name
+    if spec.data:
+        doc["data"] = spec.data
+    doc["formula"] = spec.to_formula()
+    doc["family"] = spec.family
+    if spec.priors:
+        doc["priors"] = {t: {"dist": p.dist, **p.kwargs} for t, p in spec.priors}
+    if spec.levels:
+        doc["levels"] = {k: list(v) for k, v in spec.levels}
+    doc["sampler"] = {
+        k: getattr(spec.sampler, k) for k in _SAMPLER_KEYS if getattr(spec.sampler, k) is not None
+    }
+    return tomli_w.dumps(doc)
+
+
+def as_spec(spec: ModelSpec | str | Path, family: str | None = None) -> ModelSpec:
+    """Accept a :class:`ModelSpec`, an lme4 formula or a path to a TOML spec."""
+    if isinstance(spec, ModelSpec):
+        if family is not None and family != spec.family:
+            raise SpecError(f"family={family!r} conflicts with the spec's {spec.family!r}.")
+        return spec
+    if isinstance(spec, Path) or (isinstance(spec, str) and spec.strip().endswith(".toml")):
+        loaded = load_spec(spec)
+        return as_spec(loaded, family)
+    if isinstance(spec, str):
+        return ModelSpec.from_formula(spec, family=family or "gaussian")
+    raise SpecError(
+        f"spec must be a ModelSpec, an lme4 formula string or a .toml path, got "
+        f"{type(spec).__name__}."
+    )
+
+
+def load_data(spec: ModelSpec, data: str | Path | None = None) -> pd.DataFrame:
+    """The DataFrame a spec names (or ``data``): a bundled dataset or a CSV file."""
+    source = str(data) if data is not None else spec.data
+    if source is None:
+        raise DataError("No data given: pass a DataFrame, --data FILE, or set data in the spec.")
+    if source.lower() in datasets.names():
+        return datasets.load(source)
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(
+            f"Data file {source!r} does not exist (bundled datasets: {', '.join(datasets.names())})."
+        )
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"Cannot read {source!r} as CSV: {err}.") from None

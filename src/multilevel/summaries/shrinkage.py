@@ -1,0 +1,142 @@
+"""Shrinkage (partial pooling) of every group, next to no pooling and complete pooling.
+
+For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's coefficient
+``beta_a + u_kja``; just ``u_kja`` when ``a`` is not also a fixed effect):
+
+* ``no_pooling``: the group's own estimate. The other fixed effects and the other factors'
+  group effects are held at their posterior means as an offset, and the group's varying terms
+  are fitted to its rows alone (least squares, or a logistic regression by Newton's method).
+  NaN when the group's rows cannot identify it (a slope with one distinct x, all successes).
+* ``complete_pooling``: the regression that ignores the groups (OLS or a logistic GLM).
+* ``partial_mean`` and ``partial_lower``/``partial_upper``: the posterior of the coefficient.
+* ``pooling_factor``: for a Gaussian random intercept alone,
+  ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)`` averaged over the posterior: the weight of the
+  group's own data (1 = no pooling, 0 = complete pooling). Otherwise the empirical weight
+  ``(partial_mean - complete_pooling) / (no_pooling - complete_pooling)``.
+
+Examples
+--------
+>>> import numpy as np
+>>> Z = np.ones((4, 1)); idx = np.array([0, 0, 1, 1]); r = np.array([1.0, 3.0, 5.0, 7.0])
+>>> group_ols(Z, idx, r, 2).ravel().tolist()
+[2.0, 6.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import expit
+
+from multilevel import naming
+from multilevel.design import Design, GroupDesign
+from multilevel.summaries.core import DEFAULT_PROB, draws_of
+
+__all__ = ["complete_pooling", "group_logistic", "group_ols", "shrinkage_table"]
+
+
+def _group_sums(Z: np.ndarray, idx: np.ndarray, w: np.ndarray, r: np.ndarray, n_groups: int):
+    q = Z.shape[1]
+    ztz = np.zeros((n_groups, q, q))
+    np.add.at(ztz, idx, (Z * w[:, None])[:, :, None] * Z[:, None, :])
+    ztr = np.zeros((n_groups, q))
+    np.add.at(ztr, idx, Z * r[:, None])
+    return ztz, ztr
+
+
+def _solve(ztz: np.ndarray, ztr: np.ndarray) -> np.ndarray:
+    out = np.full(ztr.shape, np.nan)
+    cond = np.linalg.cond(ztz)
+    ok = np.isfinite(cond) & (cond < 1e10)
+    if ok.any():
+        out[ok] = np.linalg.solve(ztz[ok], ztr[ok][..., None])[..., 0]
+    return out
+
+
+def group_ols(Z: np.ndarray, idx: np.ndarray, r: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group least squares of ``r`` on ``Z``: ``(n_groups, q)``, NaN where singular."""
+    ztz, ztr = _group_sums(Z, idx, np.ones(len(r)), r, n_groups)
+    return _solve(ztz, ztr)
+
+
+def group_logistic(
+    Z: np.ndarray, idx: np.ndarray, y: np.ndarray, n: np.ndarray, offset: np.ndarray,
+    n_groups: int, iterations: int = 30,
+) -> np.ndarray:
+    """Per-group logistic MLE (Newton), NaN where it diverges (separation) or is singular."""
+    coef = np.zeros((n_groups, Z.shape[1]))
+    for _ in range(iterations):
+        eta = offset + np.einsum("nq,nq->n", Z, coef[idx])
+        p = expit(eta)
+        w = n * p * (1 - p)
+        info, score = _group_sums(Z, idx, w, y - n * p, n_groups)
+        step = _solve(info, score)
+        coef = coef + np.nan_to_num(step)
+    coef[np.abs(coef) > 15] = np.nan
+    coef[np.isnan(step).any(axis=1)] = np.nan
+    return coef
+
+
+def complete_pooling(design: Design) -> np.ndarray:
+    """Coefficients of the fixed-effects regression that ignores the groups."""
+    if not design.spec.is_logistic:
+        return np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+    n = design.trials if design.trials is not None else np.ones_like(design.y)
+    one = np.zeros(len(design.y), dtype=int)
+    return group_logistic(design.X, one, design.y, n, np.zeros(len(design.y)), 1)[0]
+
+
+def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray:
+    """Posterior-mean linear predictor without ``g``'s varying terms and their fixed parts."""
+    b = draws_of(posterior, naming.FIXED).mean(axis=(0, 1))
+    keep = np.array([name not in g.term_names for name in design.fixed_names])
+    offset = design.X[:, keep] @ b[keep]
+    for other in design.groups:
+        if other.factor != g.factor:
+            u = draws_of(posterior, naming.effect_name(other.factor)).mean(axis=(0, 1))
+            offset = offset + np.einsum("nq,nq->n", other.Z, u[other.index])
+    return offset
+
+
+def shrinkage_table(
+    posterior: xr.Dataset, design: Design, group: str | None = None, prob: float = DEFAULT_PROB
+) -> pd.DataFrame:
+    """Columns group, level, term, n, no_pooling, complete_pooling, partial_mean,
+    partial_lower, partial_upper, pooling_factor."""
+    pooled = dict(zip(design.fixed_names, complete_pooling(design), strict=True))
+    frames = []
+    for g in design.groups:
+        if group is not None and g.factor != group:
+            continue
+        offset = _offset(posterior, design, g)
+        if design.spec.is_logistic:
+            n = design.trials if design.trials is not None else np.ones_like(design.y)
+            own = group_logistic(g.Z, g.index, design.y, n, offset, g.n_levels)
+        else:
+            own = group_ols(g.Z, g.index, design.y - offset, g.n_levels)
+        u = draws_of(posterior, naming.effect_name(g.factor))
+        b = draws_of(posterior, naming.FIXED)
+        for k, term in enumerate(g.term_names):
+            coef = u[..., k]
+            if term in design.fixed_names:
+                coef = coef + b[..., design.fixed_names.index(term), None]
+            flat = coef.reshape(-1, g.n_levels)
+            lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            cp = pooled.get(term, 0.0)
+            mean = flat.mean(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = (mean - cp) / (own[:, k] - cp)
+            if term == "(Intercept)" and g.n_terms == 1 and design.spec.family == "gaussian":
+                tau2 = draws_of(posterior, naming.sd_name(g.factor))[..., 0].reshape(-1, 1) ** 2
+                sigma2 = draws_of(posterior, naming.SIGMA).reshape(-1, 1) ** 2
+                factor = (tau2 / (tau2 + sigma2 / g.counts[None, :])).mean(axis=0)
+            frames.append(pd.DataFrame({
+                "group": g.factor, "level": list(g.levels), "term": term, "n": g.counts,
+                "no_pooling": own[:, k], "complete_pooling": cp, "partial_mean": mean,
+                "partial_lower": lo, "partial_upper": hi, "pooling_factor": factor,
+            }))
+    if not frames:
+        raise KeyError(f"No grouping factor {group!r}; the model has "
+                       f"{[g.factor for g in design.groups]}.")
+    return pd.concat(frames, ignore_index=True)
