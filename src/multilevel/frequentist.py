@@ -30,18 +30,14 @@ Conventions (lme4 1.1 / performance 0.10 with insight 0.19):
 * Gaussian p-values use the normal approximation to the t statistic (lme4 prints none); for the
   logistic families they are lme4's Wald z-tests.
 * ICC (Nakagawa, as ``performance::icc``): random variance
-  :math:`\sum_k \overline{\operatorname{diag}(Z_k \Sigma_k Z_k^\top)}`, :math:`Z_k` the fixed
-  design columns of the group's varying terms (a term without one counts zero); residual
-  variance :math:`\sigma^2`, or :math:`\pi^2/3` (logit). For ``(x || g)`` insight keeps only the
-  first of lme4's split blocks (the intercept), and so do we. Adjusted = random / (random +
-  residual); conditional adds :math:`\operatorname{var}(X\hat\beta)` to the denominator.
-
-Examples
---------
->>> from multilevel import datasets
->>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
->>> fit.method, round(fit.loglik, 3)
-('REML', -871.814)
+  :math:`\sum_k \overline{\operatorname{diag}(Z_k \Sigma_k Z_k^\top)}` over the observed rows,
+  :math:`Z_k` the columns of the group's varying terms; residual variance :math:`\sigma^2`, or
+  :math:`\pi^2/3` (logit). Adjusted = random / (random + residual); conditional adds
+  :math:`\operatorname{var}(X\hat\beta)` to the denominator. This is the same definition as the
+  posterior ICC (:mod:`multilevel.summaries.tables`). It equals ``performance::icc`` except for
+  uncorrelated slopes ``(x || g)``: insight 0.19 then counts only the block named after the
+  factor (the intercept) and drops lme4's split block ``g.1``, under-stating the random variance;
+  we count every term.
 """
 
 from __future__ import annotations
@@ -50,6 +46,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mixedlm
@@ -58,8 +55,9 @@ import pandas as pd
 from scipy import stats
 
 from multilevel.design import Design, build_design
-from multilevel.errors import SpecError
+from multilevel.errors import DataError, SpecError
 from multilevel.spec import ModelSpec
+from multilevel.spec_io import as_spec
 
 __all__ = ["HESSIAN_STEP", "METHODS", "FrequentistFit", "GroupCovariance", "fit_frequentist"]
 
@@ -68,7 +66,7 @@ HESSIAN_STEP = 1e-4
 SINGULAR_TOL = 1e-4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: identity equality
 class GroupCovariance:
     """Estimated covariance of one grouping factor's varying terms (lme4 names)."""
 
@@ -78,7 +76,7 @@ class GroupCovariance:
     cov: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: identity equality
 class FrequentistFit:
     """A fitted lme4-equivalent model; every attribute is set by :func:`fit_frequentist`.
 
@@ -194,8 +192,8 @@ class FrequentistFit:
         [['school', 'adjusted', 0.1804], ['all', 'conditional', 0.1804]]
         """
         total, resid = sum(self.var_random), self.var_residual
-        rows = [(g.factor, "adjusted", v / (total + resid)) for g, v in zip(
-            self.groups, self.var_random, strict=True)]
+        pairs = zip(self.groups, self.var_random, strict=True)
+        rows = [(g.factor, "adjusted", v / (total + resid)) for g, v in pairs]
         if len(self.groups) > 1:
             rows.append(("all", "adjusted", total / (total + resid)))
         rows.append(("all", "conditional", total / (total + resid + self.var_fixed)))
@@ -207,7 +205,7 @@ class FrequentistFit:
 
 
 def fit_frequentist(
-    spec: ModelSpec | str,
+    spec: ModelSpec | str | Path,
     df: pd.DataFrame,
     *,
     method: str | None = None,
@@ -219,8 +217,8 @@ def fit_frequentist(
 
     Parameters
     ----------
-    spec : ModelSpec or str
-        The model, or an lme4 formula (then ``family`` applies).
+    spec : ModelSpec, str or pathlib.Path
+        The model, an lme4 formula (then ``family`` applies) or a TOML spec file.
     df : pandas.DataFrame
         The data; never modified.
     method : {'REML', 'ML', 'Laplace', 'AGQ'}, optional
@@ -231,7 +229,8 @@ def fit_frequentist(
     missing : {'error', 'drop'}
         Rows with NaN/inf in used columns: see :func:`~multilevel.design.build_design`.
     family : str, optional
-        Family for a formula string ('gaussian', 'bernoulli', 'binomial').
+        Family for a formula string ('gaussian', 'bernoulli', 'binomial'); with a spec it
+        must agree with the spec's family.
 
     Returns
     -------
@@ -241,6 +240,8 @@ def fit_frequentist(
     ------
     SpecError
         On a method that does not suit the family or the random-effects structure.
+    DataError
+        On data that do not fit the model (see :func:`~multilevel.design.build_design`).
 
     Examples
     --------
@@ -251,7 +252,7 @@ def fit_frequentist(
     >>> fit.method, round(float(fit.beta["period2"]), 3)
     ('Laplace', -0.992)
     """
-    spec = _as_spec(spec, family)
+    spec = as_spec(spec, family)
     method, n_agq = _check_method(spec, method, n_agq)
     design = build_design(spec, df, missing=missing)
     frame, formula, weights = _mixedlm_data(design)
@@ -316,20 +317,6 @@ def _run_mixedlm(
     return res, [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
 
 
-def _as_spec(spec: ModelSpec | str, family: str | None) -> ModelSpec:
-    """A ModelSpec from a spec or an lme4 formula."""
-    if isinstance(spec, ModelSpec):
-        if family is not None and family != spec.family:
-            raise SpecError(
-                f"family={family!r} conflicts with the spec's family {spec.family!r}: "
-                "set it in the spec (spec.replace(family=...))."
-            )
-        return spec
-    if isinstance(spec, str):
-        return ModelSpec.from_formula(spec, family=family or "gaussian")
-    raise SpecError(f"spec must be a ModelSpec or an lme4 formula, got {type(spec).__name__}.")
-
-
 def _check_method(spec: ModelSpec, method: str | None, n_agq: int) -> tuple[str, int]:
     """Validate the method for the family and structure; return (method, n_agq)."""
     if isinstance(n_agq, bool) or not isinstance(n_agq, int) or n_agq < 1:
@@ -361,6 +348,10 @@ def _check_method(spec: ModelSpec, method: str | None, n_agq: int) -> tuple[str,
 def _mixedlm_data(design: Design) -> tuple[pd.DataFrame, str, np.ndarray | None]:
     """Numeric columns and a formula for mixedlm, so none of its naming reaches users."""
     n = design.trials
+    if n is not None and np.any(n == 0):
+        raise DataError(
+            f"{int(np.sum(n == 0))} rows have zero trials and carry no information: drop them."
+        )
     y = design.y if n is None else np.divide(design.y, n, out=np.zeros_like(n), where=n > 0)
     cols: dict[str, np.ndarray | list[str]] = {"y": y}
     xs = [f"x{j}" for j in range(design.X.shape[1])]
@@ -484,18 +475,9 @@ def _ranef_table(res: Any, design: Design) -> pd.DataFrame:
 
 
 def _random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tuple[float, ...]:
-    """insight's random-effect variance per group: mean of diag(Z Sigma Z') on fixed columns."""
-    X = dict(zip(design.fixed_names, design.X.T, strict=True))
-    X.setdefault("(Intercept)", np.ones(design.n_obs))
+    """Random-effect variance per factor: ``mean_i z_i' Sigma z_i`` over the observed rows."""
     out = []
     for g in groups:
-        keep = [j for j, t in enumerate(g.terms) if t in X]
-        if not g.correlated:
-            keep = [j for j in keep if j == 0]  # insight counts only the block named after g
-        if not keep:
-            out.append(0.0)
-            continue
-        Z = np.column_stack([X[g.terms[j]] for j in keep])
-        S = g.cov[np.ix_(keep, keep)]
-        out.append(float(np.mean(np.einsum("ij,jk,ik->i", Z, S, Z))))
+        Z = design.group(g.factor).Z
+        out.append(float(np.mean(np.einsum("ij,jk,ik->i", Z, g.cov, Z))))
     return tuple(out)

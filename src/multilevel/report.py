@@ -11,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -18,7 +19,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from multilevel.fit import HierarchicalFit
 
-__all__ = ["format_table", "html_summary", "text_summary"]
+__all__ = ["format_table", "html_summary", "text_summary", "write_report"]
 
 
 def format_table(table: pd.DataFrame, digits: int = 4) -> str:
@@ -75,3 +76,28 @@ def html_summary(fit: HierarchicalFit, prob: float = 0.95) -> str:
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0))
     parts.append("</div>")
     return "\n".join(parts)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto;}}
+table{{border-collapse:collapse;font-size:0.9em}}td,th{{padding:2px 8px;text-align:right}}
+tr:nth-child(even){{background:#f3f3f3}}</style></head>
+<body><h2>{title}</h2>
+{body}
+<h4>Package versions</h4><p>{versions}</p>
+</body></html>
+"""
+
+
+def write_report(fit: HierarchicalFit, path: str | Path, prob: float = 0.95) -> Path:
+    """Write one self-contained HTML report (and a ``.txt`` twin) of ``fit``."""
+    from multilevel.fit import package_versions
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title = html.escape(fit.spec.name or fit.spec.to_formula())
+    versions = html.escape(", ".join(f"{k} {v}" for k, v in package_versions().items()))
+    path.write_text(_PAGE.format(title=title, body=html_summary(fit, prob), versions=versions))
+    path.with_suffix(".txt").write_text(text_summary(fit, prob) + "\n")
+    return path

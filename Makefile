@@ -1,0 +1,49 @@
+# The two commands a user needs: `make demo` and `make test`.
+# A Python >= 3.12 is found on PATH or under ~/.pyenv/versions; the virtual environment is .venv.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+define FIND_PYTHON
+for c in python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+  p=$$(command -v $$c 2>/dev/null) || continue; \
+  if $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then echo $$p; exit 0; fi; \
+done; exit 1
+endef
+export FIND_PYTHON
+
+.PHONY: demo test test-fast bench lint clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@py=$$(sh -c "$$FIND_PYTHON") || { \
+	  echo "error: multilevel needs Python >= 3.12 (PyMC 6 and ArviZ 1 require it), and none was found" >&2; \
+	  echo "       on PATH (python3.13, python3.12, python3) or in ~/.pyenv/versions/3.1[2-9]*." >&2; \
+	  echo "       Install one, e.g. 'pyenv install 3.12' or 'apt-get install python3.12 python3.12-venv'," >&2; \
+	  echo "       then run make again." >&2; exit 1; }; \
+	echo "Using $$py ($$($$py --version))"; \
+	test -x $(PY) || $$py -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/multilevel demo --models models --out reports
+
+test: $(STAMP)
+	@$(PY) -m pytest -q -ra --durations=15; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache
