@@ -9,10 +9,14 @@ For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's 
   NaN when the group's rows cannot identify it (a slope with one distinct x, all successes).
 * ``complete_pooling``: the regression that ignores the groups (OLS or a logistic GLM).
 * ``partial_mean`` and ``partial_lower``/``partial_upper``: the posterior of the coefficient.
-* ``pooling_factor``: for a Gaussian random intercept alone,
-  ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)`` averaged over the posterior: the weight of the
-  group's own data (1 = no pooling, 0 = complete pooling). Otherwise the empirical weight
-  ``(partial_mean - complete_pooling) / (no_pooling - complete_pooling)``.
+* ``pooling_factor``: the weight of the group's own data (1 = no pooling, 0 = complete
+  pooling), averaged over the posterior. The conditional mean of ``u_j`` is
+  ``A_j`` times the group's own estimate with ``A_j = (Sigma^-1 + Z_j'W_jZ_j)^-1 Z_j'W_jZ_j
+  = Lambda M_j^-1 Lambda' Z_j'W_jZ_j`` (``Sigma = Lambda Lambda'``, ``M_j = I + Lambda'Z_j'W_jZ_j
+  Lambda``), and the factor of term ``a`` is ``A_j[a, a]``. ``W = I / sigma^2`` for Gaussian
+  models, so a random intercept alone gives ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)``; for
+  logistic models ``W`` holds the binomial weights ``n_i p_i (1 - p_i)`` at each draw (the
+  Laplace approximation). At most 200 evenly thinned draws are used.
 
 Examples
 --------
@@ -32,8 +36,11 @@ from scipy.special import expit
 from multilevel import naming
 from multilevel.design import Design, GroupDesign
 from multilevel.summaries.core import DEFAULT_PROB, draws_of
+from multilevel.summaries.tables import covariance_draws
 
-__all__ = ["complete_pooling", "group_logistic", "group_ols", "shrinkage_table"]
+__all__ = [
+    "complete_pooling", "group_logistic", "group_ols", "pooling_factors", "shrinkage_table"
+]
 
 
 def _group_sums(Z: np.ndarray, idx: np.ndarray, w: np.ndarray, r: np.ndarray, n_groups: int):
@@ -99,6 +106,43 @@ def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray
     return offset
 
 
+def _thinned(arr: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return arr.reshape((-1,) + arr.shape[2:])[keep]
+
+
+def pooling_factors(
+    posterior: xr.Dataset, design: Design, g: GroupDesign, max_draws: int = 200
+) -> np.ndarray:
+    """``(levels, terms)`` posterior-mean diagonal of the pooling matrix ``A_j`` (docstring)."""
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    keep = np.unique(np.linspace(0, n_draws - 1, min(max_draws, n_draws)).astype(int))
+    cov = covariance_draws(posterior, g).reshape((-1, g.n_terms, g.n_terms))[keep]
+    lam = np.linalg.cholesky(cov + 1e-12 * np.eye(g.n_terms))
+    if design.spec.is_logistic:
+        b = _thinned(draws_of(posterior, naming.FIXED), keep)
+        eta = b @ design.X.T
+        for other in design.groups:
+            u = _thinned(draws_of(posterior, naming.effect_name(other.factor)), keep)
+            eta = eta + np.einsum("nq,snq->sn", other.Z, u[:, other.index])
+        p = expit(eta)
+        n = design.trials if design.trials is not None else np.ones_like(design.y)
+        w = n * p * (1 - p)
+    else:
+        sigma = _thinned(draws_of(posterior, naming.SIGMA), keep)
+        w = np.broadcast_to(1.0 / sigma[:, None] ** 2, (len(keep), design.n_obs))
+    ztwz = np.zeros((len(keep), g.n_levels, g.n_terms, g.n_terms))
+    cell = (np.arange(len(keep))[:, None] * g.n_levels + g.index[None, :]).ravel()
+    for a in range(g.n_terms):
+        for c in range(a, g.n_terms):
+            sums = np.bincount(cell, weights=(w * (g.Z[:, a] * g.Z[:, c])).ravel(),
+                               minlength=len(keep) * g.n_levels)
+            ztwz[:, :, a, c] = ztwz[:, :, c, a] = sums.reshape(len(keep), g.n_levels)
+    m = np.eye(g.n_terms) + np.einsum("sba,sgbc,scd->sgad", lam, ztwz, lam)
+    inner = np.linalg.solve(m, np.einsum("sba,sgbc->sgac", lam, ztwz))
+    pool = np.einsum("sab,sgbc->sgac", lam, inner)
+    return np.diagonal(pool, axis1=2, axis2=3).mean(axis=0)
+
+
 def shrinkage_table(
     posterior: xr.Dataset, design: Design, group: str | None = None, prob: float = DEFAULT_PROB
 ) -> pd.DataFrame:
@@ -117,6 +161,7 @@ def shrinkage_table(
             own = group_ols(g.Z, g.index, design.y - offset, g.n_levels)
         u = draws_of(posterior, naming.effect_name(g.factor))
         b = draws_of(posterior, naming.FIXED)
+        weights = pooling_factors(posterior, design, g)
         for k, term in enumerate(g.term_names):
             coef = u[..., k]
             if term in design.fixed_names:
@@ -125,12 +170,7 @@ def shrinkage_table(
             lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
             cp = pooled.get(term, 0.0)
             mean = flat.mean(axis=0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                factor = (mean - cp) / (own[:, k] - cp)
-            if term == "(Intercept)" and g.n_terms == 1 and design.spec.family == "gaussian":
-                tau2 = draws_of(posterior, naming.sd_name(g.factor))[..., 0].reshape(-1, 1) ** 2
-                sigma2 = draws_of(posterior, naming.SIGMA).reshape(-1, 1) ** 2
-                factor = (tau2 / (tau2 + sigma2 / g.counts[None, :])).mean(axis=0)
+            factor = weights[:, k]
             frames.append(pd.DataFrame({
                 "group": g.factor, "level": list(g.levels), "term": term, "n": g.counts,
                 "no_pooling": own[:, k], "complete_pooling": cp, "partial_mean": mean,
