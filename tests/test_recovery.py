@@ -93,7 +93,8 @@ def test_varying_intercept_recovers_truth(intercept_fit):
     assert fit.parameterization == "marginal"  # 'auto' picks it for a Gaussian model
     _check_truth(fit, truth)
     # reliability of a group mean: 0.64 / (0.64 + 1/15) = 0.91, expected corr ~0.95
-    _check_group_effects(fit, truth, min_corr=0.9)
+    # (observed 0.91 with this seed: 40 groups leave the sample correlation some spread)
+    _check_group_effects(fit, truth, min_corr=0.85)
 
 
 def test_varying_intercept_shrinkage_table(intercept_fit):
@@ -128,7 +129,8 @@ def test_correlated_varying_slope_recovers_truth():
     assert fit.parameterization == "marginal"
     _check_truth(fit, truth)
     # reliabilities: intercept 1 / (1 + 0.49/20) = 0.98, slope 0.25 / (0.25 + 0.49/20) = 0.91
-    _check_group_effects(fit, truth, min_corr=0.9)
+    # (observed 0.98 and 0.95)
+    _check_group_effects(fit, truth, min_corr=0.85)
 
 
 def test_bernoulli_logistic_recovers_truth():
@@ -137,8 +139,8 @@ def test_bernoulli_logistic_recovers_truth():
     assert fit.parameterization == "noncentered"
     assert "sigma" not in fit.posterior
     _check_truth(fit, truth)
-    # latent-scale reliability ~0.64 / (0.64 + 5/30) = 0.8, expected corr ~0.89
-    _check_group_effects(fit, truth, min_corr=0.8)
+    # latent-scale reliability ~0.64 / (0.64 + 5/30) = 0.8, expected corr ~0.89 (observed 0.83)
+    _check_group_effects(fit, truth, min_corr=0.75)
 
 
 def test_binomial_logistic_recovers_truth():
@@ -146,4 +148,5 @@ def test_binomial_logistic_recovers_truth():
     fit = _fit("cbind(s, n - s) ~ x + (1 | g)", df, seed=4, family="binomial")
     _check_truth(fit, truth)
     # 100 trials per group: reliability ~0.36 / (0.36 + 5/100) = 0.88, expected corr ~0.94
+    # (observed 0.91)
     _check_group_effects(fit, truth, min_corr=0.85)
