@@ -234,11 +234,17 @@ def fit_hierarchical(
     param, note = choose_parameterization(design, spec.sampler.parameterization)
     notes = (note,) if note else ()
     model = build_model(design, parameterization=param, priors=priors)
-    idata = sample_model(model, spec.sampler, progressbar=progressbar)
     if param == "marginal":
+        from multilevel.builders.fastmarginal import sample_marginal
         from multilevel.builders.marginal import recover_group_effects
 
+        if spec.sampler.sampler == "nutpie":
+            idata = sample_marginal(design, priors, spec.sampler, progressbar=progressbar)
+        else:
+            idata = sample_model(model, spec.sampler, progressbar=progressbar)
         idata = recover_group_effects(idata, design, seed=spec.sampler.seed)
+    else:
+        idata = sample_model(model, spec.sampler, progressbar=progressbar)
     idata.attrs["multilevel_spec"] = spec.to_toml()
     idata.attrs["multilevel_versions"] = str(package_versions())
     freq = None
