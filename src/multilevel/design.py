@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from formulae import design_matrices, model_description
 from multilevel.errors import DataError, SpecError
 from multilevel.spec import GroupTerm, ModelSpec
 
-__all__ = ["Design", "GroupDesign", "build_design", "lme4_name", "used_columns"]
+__all__ = ["Design", "GroupDesign", "build_design", "collapse_binomial", "lme4_name", "used_columns"]
 
 
 @dataclass(frozen=True)
@@ -373,3 +373,38 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     n_params = X.shape[1] + sum(g.n_terms for g in groups) + (spec.family == "gaussian")
     _check_fixed(X, names, n_params)
     return Design(spec, y, X, names, tuple(groups), frame, trials, dropped)
+
+
+def collapse_binomial(design: Design) -> Design:
+    """Collapse rows with identical covariates and groups into binomial counts.
+
+    The likelihood is the same up to a constant: the product of Bernoulli or binomial terms
+    with the same success probability is one binomial term with the summed successes and
+    trials. Returns ``design`` itself for Gaussian models or when no rows coincide.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from multilevel import multilevel_logistic
+    >>> df = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0], "x": [0, 0, 1, 1, 0, 1],
+    ...                    "g": list("aaaabb")})
+    >>> d = collapse_binomial(build_design(multilevel_logistic("y", "g", predictors=["x"]), df))
+    >>> d.n_obs, d.y.tolist(), d.trials.tolist()
+    (4, [1.0, 0.0, 2.0, 0.0], [2.0, 1.0, 2.0, 1.0])
+    """
+    if not design.spec.is_logistic:
+        return design
+    key = np.column_stack(
+        [design.X] + [np.column_stack([g.index, g.Z]) for g in design.groups]
+    )
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if len(first) == design.n_obs:
+        return design
+    trials = design.trials if design.trials is not None else np.ones(design.n_obs)
+    y = np.bincount(inverse, weights=design.y, minlength=len(first))
+    n = np.bincount(inverse, weights=trials, minlength=len(first))
+    groups = tuple(
+        replace(g, index=g.index[first], Z=g.Z[first]) for g in design.groups
+    )
+    return replace(design, y=y, X=design.X[first], groups=groups, trials=n)

@@ -25,7 +25,8 @@ import pymc as pm
 
 from multilevel import naming
 from multilevel.builders.model import build_model
-from multilevel.design import Design, build_design
+from multilevel.builders.ncproblem import MAX_TERMS, sample_noncentered
+from multilevel.design import Design, build_design, collapse_binomial
 from multilevel.priors import ResolvedPriors, resolve_priors
 from multilevel.sampling import diagnostics_table, sample_model
 from multilevel.spec import ModelSpec
@@ -159,6 +160,42 @@ class HierarchicalFit:
         table["outside"] = (est < table["lower"]) | (est > table["upper"])
         return table
 
+    def plot_trace(self, **kwargs: Any):
+        """Trace and rank plots of the hyperparameters (:func:`multilevel.plots.plot_trace`)."""
+        from multilevel.plots import plot_trace
+
+        return plot_trace(self, **kwargs)
+
+    def plot_caterpillar(self, **kwargs: Any):
+        """Group effects with the frequentist conditional modes beside them."""
+        from multilevel.plots import plot_caterpillar
+
+        return plot_caterpillar(self, **kwargs)
+
+    def plot_shrinkage(self, **kwargs: Any):
+        """Arrows from no pooling to partial pooling (:func:`multilevel.plots.plot_shrinkage`)."""
+        from multilevel.plots import plot_shrinkage
+
+        return plot_shrinkage(self, **kwargs)
+
+    def plot_variance(self, **kwargs: Any):
+        """Posterior densities of sds, correlations and ICCs with the frequentist values."""
+        from multilevel.plots import plot_variance
+
+        return plot_variance(self, **kwargs)
+
+    def plot_ppc(self, **kwargs: Any):
+        """Posterior predictive check (:func:`multilevel.plots.plot_ppc`)."""
+        from multilevel.plots import plot_ppc
+
+        return plot_ppc(self, **kwargs)
+
+    def plot_pair(self, **kwargs: Any):
+        """Pair plot of the group-level sds and correlations."""
+        from multilevel.plots import plot_pair
+
+        return plot_pair(self, **kwargs)
+
     def summary(self, prob: float = DEFAULT_PROB) -> str:
         """All tables as one readable text report."""
         from multilevel.report import text_summary
@@ -233,7 +270,7 @@ def fit_hierarchical(
     priors = resolve_priors(design)
     param, note = choose_parameterization(design, spec.sampler.parameterization)
     notes = (note,) if note else ()
-    model = build_model(design, parameterization=param, priors=priors)
+    model = build_model(collapse_binomial(design), parameterization=param, priors=priors)
     if param == "marginal":
         from multilevel.builders.fastmarginal import sample_marginal
         from multilevel.builders.marginal import recover_group_effects
@@ -243,6 +280,10 @@ def fit_hierarchical(
         else:
             idata = sample_model(model, spec.sampler, progressbar=progressbar)
         idata = recover_group_effects(idata, design, seed=spec.sampler.seed)
+    elif param == "noncentered" and spec.sampler.sampler == "nutpie" and all(
+        g.n_terms <= MAX_TERMS for g in design.groups
+    ):
+        idata = sample_noncentered(design, priors, spec.sampler, progressbar=progressbar)
     else:
         idata = sample_model(model, spec.sampler, progressbar=progressbar)
     idata.attrs["multilevel_spec"] = spec.to_toml()

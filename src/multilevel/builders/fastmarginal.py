@@ -30,10 +30,10 @@ from multilevel.design import Design
 from multilevel.priors import ResolvedPriors
 from multilevel.spec import Prior, SamplerSettings
 
-__all__ = ["MarginalProblem", "marginal_problem", "sample_marginal"]
+__all__ = ["MarginalProblem", "encode_prior", "marginal_problem", "run_nutpie", "sample_marginal"]
 
 
-def _encode(prior: Prior) -> tuple[int, np.ndarray]:
+def encode_prior(prior: Prior) -> tuple[int, np.ndarray]:
     params = np.zeros(3)
     names = FAMILY_PARAMS[prior.dist]
     defaults = {"mu": 0.0, "alpha": 0.0} if prior.dist in ("Normal", "StudentT", "Cauchy") else {}
@@ -61,6 +61,10 @@ class MarginalProblem:
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and gradient at ``theta``."""
         return logp_grad(np.asarray(theta, dtype=float), *self.args)
+
+    def initial_point(self, rng: np.random.Generator) -> np.ndarray:
+        """A jittered starting point."""
+        return initial_point(self, rng)
 
     def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Named parameter values at ``theta`` (``b`` on the user's scale)."""
@@ -93,9 +97,9 @@ def marginal_problem(design: Design, priors: ResolvedPriors) -> MarginalProblem:
     p, q = design.X.shape[1], g.n_terms
     correlated = g.correlated and q > 1
     fixed = [priors.intercept if n == "(Intercept)" else priors.fixed[n] for n in design.fixed_names]
-    b_codes = [_encode(pr) for pr in fixed]
-    sd_codes = [_encode(pr) for pr in priors.sd[g.factor].values()]
-    sig_fam, sig_par = _encode(priors.sigma)
+    b_codes = [encode_prior(pr) for pr in fixed]
+    sd_codes = [encode_prior(pr) for pr in priors.sd[g.factor].values()]
+    sig_fam, sig_par = encode_prior(priors.sigma)
     has_intercept = design.fixed_names[0] == "(Intercept)"
     shift = design.X.mean(axis=0) if has_intercept else np.zeros(0)
     if has_intercept:
@@ -111,7 +115,8 @@ def marginal_problem(design: Design, priors: ResolvedPriors) -> MarginalProblem:
     return MarginalProblem(design, stats, args, p, q, q * (q - 1) // 2 if correlated else 0)
 
 
-def _initial_point(problem: MarginalProblem, rng: np.random.Generator) -> np.ndarray:
+def initial_point(problem, rng: np.random.Generator) -> np.ndarray:
+    """OLS fixed effects, sds at half the residual sd, jittered (shared by the fast samplers)."""
     d = problem.design
     coef, *_ = np.linalg.lstsq(d.X, d.y, rcond=None)
     shift = problem.args[0]
@@ -129,25 +134,28 @@ def _initial_point(problem: MarginalProblem, rng: np.random.Generator) -> np.nda
     ]
 
 
-def sample_marginal(design: Design, priors: ResolvedPriors, settings: SamplerSettings,
-                    *, progressbar: bool = True):
-    """NUTS (nutpie) over the hyperparameters; returns ArviZ data like :func:`pymc.sample`."""
+def _variables(problem: MarginalProblem) -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+    g = problem.design.groups[0]
+    out = [
+        (naming.FIXED, (problem.p,), (naming.FIXED_DIM,)),
+        (naming.sd_name(g.factor), (problem.q,), (naming.term_dim(g.factor),)),
+        (naming.SIGMA, (), ()),
+    ]
+    if problem.n_cor:
+        square = (problem.q, problem.q)
+        out.append((f"corchol_{naming.group_key(g.factor)}", square, ()))
+        out.append((naming.cor_name(g.factor), square,
+                    (naming.term_dim(g.factor), naming.term_dim_bis(g.factor))))
+    return out
+
+
+def run_nutpie(problem, variables, coords, settings: SamplerSettings, *, progressbar: bool = True):
+    """NUTS by nutpie over ``problem`` (``ndim``, ``logp_grad``, ``constrained``,
+    ``initial_point``); ``variables`` are ``(name, shape, dims)`` of the stored draws."""
     import nutpie
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    problem = marginal_problem(design, priors)
-    g = design.groups[0]
-    names = [naming.FIXED, naming.sd_name(g.factor), naming.SIGMA]
-    shapes = [(problem.p,), (problem.q,), ()]
-    dims = {naming.FIXED: (naming.FIXED_DIM,), naming.sd_name(g.factor): (naming.term_dim(g.factor),)}
-    if problem.n_cor:
-        chol_name, cor = f"corchol_{naming.group_key(g.factor)}", naming.cor_name(g.factor)
-        names += [chol_name, cor]
-        shapes += [(problem.q, problem.q), (problem.q, problem.q)]
-        dims[cor] = (naming.term_dim(g.factor), naming.term_dim_bis(g.factor))
-    coords = {naming.FIXED_DIM: list(design.fixed_names),
-              naming.term_dim(g.factor): list(g.term_names),
-              naming.term_dim_bis(g.factor): list(g.term_names)}
+    names = [v[0] for v in variables]
 
     def make_logp():
         def logp(x, **_):
@@ -161,14 +169,26 @@ def sample_marginal(design: Design, priors: ResolvedPriors, settings: SamplerSet
         return expand
 
     def make_init(seed):
-        return _initial_point(problem, np.random.default_rng(seed))
+        return problem.initial_point(np.random.default_rng(seed))
 
     compiled = from_pyfunc(
-        problem.ndim, make_logp, make_expand, [np.dtype("float64")] * len(names), shapes, names,
-        coords=coords, dims=dims, make_initial_point_fn=make_init,
+        problem.ndim, make_logp, make_expand, [np.dtype("float64")] * len(names),
+        [v[1] for v in variables], names, coords=coords,
+        dims={name: dims for name, _, dims in variables if dims}, make_initial_point_fn=make_init,
     )
+    seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
     return nutpie.sample(
-        compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-        seed=settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy % 2**32),
+        compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=seed,
         target_accept=settings.target_accept, progress_bar=progressbar,
     )
+
+
+def sample_marginal(design: Design, priors: ResolvedPriors, settings: SamplerSettings,
+                    *, progressbar: bool = True):
+    """NUTS (nutpie) over the hyperparameters; returns ArviZ data like :func:`pymc.sample`."""
+    problem = marginal_problem(design, priors)
+    g = design.groups[0]
+    coords = {naming.FIXED_DIM: list(design.fixed_names),
+              naming.term_dim(g.factor): list(g.term_names),
+              naming.term_dim_bis(g.factor): list(g.term_names)}
+    return run_nutpie(problem, _variables(problem), coords, settings, progressbar=progressbar)

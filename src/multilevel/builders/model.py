@@ -127,9 +127,9 @@ def likelihood(design: Design, eta, priors: ResolvedPriors) -> None:
     if family == "gaussian":
         sigma = prior_rv(naming.SIGMA, priors.sigma)
         pm.Normal(naming.RESPONSE, mu=eta, sigma=sigma, observed=design.y, dims=naming.OBS_DIM)
-    elif family == "bernoulli":
+    elif family == "bernoulli" and design.trials is None:
         pm.Bernoulli(naming.RESPONSE, logit_p=eta, observed=design.y, dims=naming.OBS_DIM)
-    else:
+    else:  # binomial, or bernoulli rows collapsed into counts
         pm.Binomial(
             naming.RESPONSE, n=design.trials, logit_p=eta, observed=design.y, dims=naming.OBS_DIM
         )

@@ -38,6 +38,7 @@ from multilevel.summaries.core import DEFAULT_PROB, draws_of, summarize
 __all__ = [
     "covariance_draws",
     "fixed_effects_table",
+    "icc_draws",
     "icc_ratio",
     "icc_table",
     "random_variance_draws",
@@ -110,6 +111,11 @@ def icc_ratio(part: np.ndarray, random_total: np.ndarray, residual: np.ndarray, 
 
 def icc_table(posterior: xr.Dataset, design: Design, prob: float = DEFAULT_PROB):
     """Columns group, type (adjusted | conditional | at_x0), then the posterior summary."""
+    return summarize(icc_draws(posterior, design), prob)
+
+
+def icc_draws(posterior: xr.Dataset, design: Design) -> list[tuple[dict[str, object], np.ndarray]]:
+    """Every ICC of the module docstring as ``({'group', 'type'}, (chain, draw) draws)``."""
     resid = residual_variance_draws(posterior, design)
     v = {g.factor: random_variance_draws(posterior, g) for g in design.groups}
     total = sum(v.values())
@@ -133,4 +139,4 @@ def icc_table(posterior: xr.Dataset, design: Design, prob: float = DEFAULT_PROB)
         total0 = sum(tau0.values())
         for factor, t0 in tau0.items():
             labelled.append(({"group": factor, "type": "at_x0"}, icc_ratio(t0, total0, resid)))
-    return summarize(labelled, prob)
+    return labelled

@@ -1,0 +1,142 @@
+"""Fit one case with one tool in this (fresh) process and write the measurements as JSON.
+
+``run.py`` starts one worker per (case, tool), so peak memory (``ru_maxrss``) belongs to one fit
+and no tool profits from another's warm caches or imports. The clock starts after the imports
+and the data are in memory and stops when the fit object is returned: model building,
+compilation (or loading the cached compiled log-density), sampling and post-processing are
+all inside it, as a user waits for them.
+
+Usage::
+
+    python bench/worker.py --case hsb82 --tool ours --json out.json [--quick] [--profile P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+import warnings
+from typing import Any
+
+import metrics
+from cases import get_case
+
+T_START = time.perf_counter()
+
+
+def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size so far in MiB (Linux reports KiB)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def _fit_ours(case, df, draws: int):
+    import multilevel
+
+    fit = multilevel.fit_hierarchical(
+        case.formula, df, family=case.family, draws=draws, tune=case.tune, chains=case.chains,
+        seed=case.seed, frequentist=False, progressbar=False,
+    )
+    return fit.idata, {"parameterization": fit.parameterization}
+
+
+def _fit_freq(case, df, draws: int):
+    from multilevel.frequentist import fit_frequentist
+
+    fit = fit_frequentist(case.formula, df, family=case.family)
+    return None, {"method": fit.method, "converged": fit.converged}
+
+
+def _fit_bambi(case, df, draws: int, method: str):
+    import bambi as bmb
+
+    model = bmb.Model(case.formula, df, family=case.family)
+    idata = model.fit(
+        draws=draws, tune=case.tune, chains=case.chains, inference_method=method,
+        random_seed=case.seed, progressbar=False,
+    )
+    return idata, {}
+
+
+def _import(tool: str) -> None:
+    """Import what the tool needs before the clock starts (shared by both sides alike)."""
+    import multilevel  # noqa: F401  (also imports pymc)
+
+    if tool.startswith("bambi"):
+        import bambi  # noqa: F401
+
+
+def run_fit(case, tool: str, df, draws: int):
+    """Fit and time; returns (idata or None, extra info, wall seconds)."""
+    t0 = time.perf_counter()
+    if tool == "ours":
+        idata, info = _fit_ours(case, df, draws)
+    elif tool == "freq":
+        idata, info = _fit_freq(case, df, draws)
+    else:
+        idata, info = _fit_bambi(case, df, draws, tool.removeprefix("bambi_"))
+    return idata, info, time.perf_counter() - t0
+
+
+def efficiency(idata, tool: str, wall: float) -> dict[str, Any]:
+    """Min bulk ESS over the hyperparameters, ESS per second of wall time, divergences."""
+    if idata is None:
+        return {}
+    cols = metrics.ours_hyper(idata) if tool == "ours" else metrics.bambi_hyper(idata)
+    ess, worst, every = metrics.min_bulk_ess(cols)
+    return {
+        "min_ess": ess, "min_ess_param": worst, "ess_per_s": ess / wall,
+        "divergences": metrics.divergences(idata), "ess": every,
+    }
+
+
+def measure(case_name: str, tool: str, quick: bool, bambi_draws: int | None) -> dict[str, Any]:
+    """Load the data, fit, and collect every number the report needs."""
+    warnings.filterwarnings("ignore")
+    case = get_case(case_name, quick=quick)
+    draws = bambi_draws if (bambi_draws and tool.startswith("bambi")) else case.draws
+    _import(tool)
+    import_s, rss_import = time.perf_counter() - T_START, _rss_mib()
+    t0 = time.perf_counter()
+    df = case.load()
+    data_s, rss_data = time.perf_counter() - t0, _rss_mib()
+    idata, info, wall = run_fit(case, tool, df, draws)
+    groups = df[case.group].nunique()
+    return {
+        "case": case.name, "tool": tool, "status": "ok", "n_rows": len(df), "n_groups": int(groups),
+        "draws": draws, "tune": case.tune, "chains": case.chains, "wall_s": wall,
+        "import_s": import_s, "data_s": data_s, "rss_after_import_mib": rss_import,
+        "rss_after_data_mib": rss_data, "peak_rss_mib": _rss_mib(),
+        "peak_rss_children_mib": _rss_mib(resource.RUSAGE_CHILDREN),
+        **efficiency(idata, tool, wall), **info,
+    }
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", required=True)
+    parser.add_argument("--tool", required=True)
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--bambi-draws", type=int, default=None)
+    parser.add_argument("--profile", default=None, help="write cProfile statistics here")
+    args = parser.parse_args()
+    call = (args.case, args.tool, args.quick, args.bambi_draws)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        with cProfile.Profile() as prof:
+            result = measure(*call)
+        with open(args.profile, "w") as fh:
+            pstats.Stats(prof, stream=fh).sort_stats("cumulative").print_stats(60)
+    else:
+        result = measure(*call)
+    with open(args.json, "w") as fh:
+        json.dump(result, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
