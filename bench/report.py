@@ -95,17 +95,17 @@ def _ess_ratio(tools: dict, other: str) -> float:
 
 def _hsb(t):
     ratio, div = _ess_ratio(t, "bambi_nutpie"), t["ours"]["divergences"]
-    return ratio >= 10 and div == 0, f"ESS/s {ratio:.1f}x bambi+nutpie, {div} divergences"
+    return ratio >= 10 and div == 0, f"ESS/s {ratio:.2f}x bambi+nutpie, {div} divergences"
 
 
 def _gauss200k(t):
     wall, ratio = t["ours"]["wall_s"], _ess_ratio(t, "bambi_nutpie")
-    return wall < 30 and ratio >= 30, f"wall {wall:.1f} s, ESS/s {ratio:.1f}x bambi+nutpie"
+    return wall < 30 and ratio >= 30, f"wall {wall:.1f} s, ESS/s {ratio:.2f}x bambi+nutpie"
 
 
 def _logit(t):
     ratio = _ess_ratio(t, "bambi_nutpie")
-    return ratio >= 3, f"ESS/s {ratio:.1f}x bambi+nutpie"
+    return ratio >= 3, f"ESS/s {ratio:.2f}x bambi+nutpie"
 
 
 def _big(t):
