@@ -9,7 +9,12 @@ Examples
 """
 
 from multilevel import datasets
-from multilevel.builders.named import multilevel_logistic, varying_intercept, varying_slope
+from multilevel.builders.named import (
+    meta_analysis,
+    multilevel_logistic,
+    varying_intercept,
+    varying_slope,
+)
 from multilevel.errors import DataError, SpecError
 from multilevel.fit import HierarchicalFit, fit_hierarchical
 from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
@@ -26,6 +31,7 @@ __all__ = [
     "datasets",
     "fit_hierarchical",
     "load_spec",
+    "meta_analysis",
     "multilevel_logistic",
     "varying_intercept",
     "varying_slope",

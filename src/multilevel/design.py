@@ -74,6 +74,7 @@ class Design:
     frame: pd.DataFrame
     trials: np.ndarray | None = None
     dropped_rows: int = 0
+    se: np.ndarray | None = None
 
     @property
     def n_obs(self) -> int:
@@ -121,7 +122,7 @@ def used_columns(spec: ModelSpec) -> list[str]:
     >>> used_columns(ModelSpec.from_formula("y ~ x*z + (1 + x | g)"))
     ['y', 'x', 'z', 'g']
     """
-    cols = [spec.response] + [c for c in (spec.trials, spec.failures) if c]
+    cols = [spec.response] + [c for c in (spec.trials, spec.failures, spec.se) if c]
     for term in spec.fixed:
         cols += sorted(_term_columns(term))
     for g in spec.groups:
@@ -347,7 +348,7 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     frame, dropped = _handle_missing(frame, missing)
     frame = frame.reset_index(drop=True)
     factor_cols = {c for g in spec.groups for c in g.columns}
-    skip = {spec.response, spec.trials, spec.failures} | factor_cols
+    skip = {spec.response, spec.trials, spec.failures, spec.se} | factor_cols
     frame = _order_levels(frame, spec, skip - {None})
     y, trials = _response(frame, spec)
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
@@ -360,7 +361,7 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
                 f"Grouping factor {term.factor!r} has {len(levels)} level(s): a multilevel model "
                 "needs at least two groups (five or more to estimate a variance well)."
             )
-        if len(levels) == len(frame) and spec.family == "gaussian":
+        if len(levels) == len(frame) and spec.family == "gaussian" and spec.se is None:
             raise DataError(
                 f"Every group of {term.factor!r} has a single row, so its variance cannot be told "
                 "apart from the residual variance: check the grouping column."
@@ -370,9 +371,26 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
         groups.append(
             GroupDesign(term.factor, index, levels, Z, z_names, term.correlated, term.intercept)
         )
-    n_params = X.shape[1] + sum(g.n_terms for g in groups) + (spec.family == "gaussian")
+    n_params = X.shape[1] + sum(g.n_terms for g in groups) + (
+        spec.family == "gaussian" and spec.se is None
+    )
     _check_fixed(X, names, n_params)
-    return Design(spec, y, X, names, tuple(groups), frame, trials, dropped)
+    return Design(spec, y, X, names, tuple(groups), frame, trials, dropped, _known_se(frame, spec))
+
+
+def _known_se(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray | None:
+    if spec.se is None:
+        return None
+    s = frame[spec.se]
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise DataError(f"Standard errors {spec.se!r} must be numeric, got {s.dtype}.")
+    se = s.to_numpy(dtype=float)
+    bad = int(np.sum(se <= 0))
+    if bad:
+        raise DataError(
+            f"Standard errors {spec.se!r} must be positive; {bad} rows are zero or negative."
+        )
+    return se
 
 
 def collapse_binomial(design: Design) -> Design:

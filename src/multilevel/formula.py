@@ -14,6 +14,7 @@ Supported, with lme4's meaning:
 ``cbind(s, n - s) ~ ...``     binomial successes ``s`` out of ``n`` trials
 ``cbind(s, f) ~ ...``         binomial successes and failures
 ``p(s, n) ~ ...``             bambi's binomial notation
+``y | se(s) ~ 1 + (1 | g)``   known standard errors ``s`` (brms; meta-analysis)
 ============================  ===========================================================
 
 The bar terms are split off here; the fixed part and each bar term's left-hand side are parsed
@@ -44,7 +45,7 @@ from multilevel.spec import GroupTerm
 __all__ = ["ALLOWED_FUNCTIONS", "ParsedFormula", "check_safe", "parse_formula", "parse_terms"]
 
 ALLOWED_FUNCTIONS = frozenset(
-    {"I", "log", "log2", "log10", "exp", "sqrt", "abs", "scale", "center", "C", "cbind", "p"}
+    {"I", "log", "log2", "log10", "exp", "sqrt", "abs", "scale", "center", "C", "cbind", "p", "se"}
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -59,6 +60,7 @@ class ParsedFormula:
     groups: tuple[GroupTerm, ...]
     trials: str | None = None
     failures: str | None = None
+    se: str | None = None
 
 
 def check_safe(text: str, *, where: str = "formula") -> None:
@@ -186,10 +188,18 @@ def parse_terms(text: str, *, where: str) -> tuple[bool, tuple[str, ...]]:
     return intercept, names
 
 
-def _parse_response(lhs: str) -> tuple[str, str | None, str | None]:
+def _parse_response(lhs: str) -> tuple[str, str | None, str | None, str | None]:
     lhs = lhs.strip()
     if not lhs:
         raise SpecError("The formula has no response: write 'y ~ x + (1 | g)'.")
+    if "|" in lhs:
+        known = re.fullmatch(r"([A-Za-z_][\w.]*)\s*\|\s*se\s*\(\s*([A-Za-z_][\w.]*)\s*\)", lhs)
+        if known is None:
+            raise SpecError(
+                f"The response {lhs!r} is not understood: the only addition after '|' is "
+                "se(column), as in 'y | se(s) ~ 1 + (1 | study)'."
+            )
+        return known.group(1), None, None, known.group(2)
     call = re.fullmatch(r"(cbind|p)\s*\((.*)\)", lhs)
     if call is None:
         if not _NAME.match(lhs):
@@ -197,7 +207,7 @@ def _parse_response(lhs: str) -> tuple[str, str | None, str | None]:
                 f"The response {lhs!r} must be a column name, cbind(s, n - s) or p(s, n). "
                 "Compute transformed responses as a column first."
             )
-        return lhs, None, None
+        return lhs, None, None, None
     args = [a.strip() for a in _split_top(call.group(2), ",")]
     if len(args) != 2 or not all(args):
         raise SpecError(f"{call.group(1)}() takes two arguments, got {lhs!r}.")
@@ -207,19 +217,19 @@ def _parse_response(lhs: str) -> tuple[str, str | None, str | None]:
     if call.group(1) == "p":
         if not _NAME.match(second):
             raise SpecError(f"The trials in {lhs!r} must be a column name.")
-        return successes, second, None
+        return successes, second, None, None
     minus = re.fullmatch(r"([A-Za-z_][\w.]*)\s*-\s*([A-Za-z_][\w.]*)", second)
     if minus is not None:
         if minus.group(2) != successes:
             raise SpecError(
                 f"In {lhs!r} the second argument must be 'n - {successes}' or a column of failures."
             )
-        return successes, minus.group(1), None
+        return successes, minus.group(1), None, None
     if not _NAME.match(second):
         raise SpecError(
             f"The second argument of {lhs!r} must be 'n - {successes}' or a failures column."
         )
-    return successes, None, second
+    return successes, None, second, None
 
 
 def _parse_bar(inner: str) -> list[GroupTerm]:
@@ -280,7 +290,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     sides = _split_top(formula, "~")
     if len(sides) != 2:
         raise SpecError(f"A formula needs exactly one '~' (response ~ terms), got {formula!r}.")
-    response, trials, failures = _parse_response(sides[0])
+    response, trials, failures, se = _parse_response(sides[0])
     fixed_parts, group_terms = [], []
     for raw in _split_top(sides[1], "+"):
         piece = raw.strip()
@@ -304,4 +314,6 @@ def parse_formula(formula: str) -> ParsedFormula:
     intercept, fixed = parse_terms(" + ".join(fixed_parts) or "1", where="fixed part")
     if fixed_parts and all(p.strip() in {"0", "-1"} for p in fixed_parts):
         intercept = False
-    return ParsedFormula(response, fixed, intercept, _merge_groups(group_terms), trials, failures)
+    return ParsedFormula(
+        response, fixed, intercept, _merge_groups(group_terms), trials, failures, se
+    )

@@ -253,6 +253,12 @@ def fit_frequentist(
     ('Laplace', -0.992)
     """
     spec = as_spec(spec, family)
+    if spec.se is not None:  # known standard errors: REML random-effects meta-analysis
+        from multilevel.meta import fit_meta_reml
+
+        if method not in (None, "REML"):
+            raise SpecError(f"Models with known standard errors are fitted by REML, not {method!r}.")
+        return fit_meta_reml(spec, df, missing=missing)
     method, n_agq = _check_method(spec, method, n_agq)
     design = build_design(spec, df, missing=missing)
     frame, formula, weights = _mixedlm_data(design)

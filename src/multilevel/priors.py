@@ -96,7 +96,7 @@ def valid_targets(design: Design) -> list[str]:
     names = ["b", "sd", "cor"] + list(design.fixed_names)
     if "(Intercept)" in design.fixed_names:
         names.append("Intercept")
-    if design.spec.family == "gaussian":
+    if design.spec.family == "gaussian" and design.se is None:
         names.append("sigma")
     for g in design.groups:
         names.append(f"sd({g.factor})")
@@ -186,7 +186,7 @@ def resolve_priors(design: Design) -> ResolvedPriors:
             scale=False,
         )
     sigma = None
-    if spec.family == "gaussian":
+    if spec.family == "gaussian" and design.se is None:
         sigma = pick("sigma", ["sigma"], Prior("HalfStudentT", nu=3.0, sigma=s_y), scale=True)
     sd: dict[str, dict[str, Prior]] = {}
     cor: dict[str, Prior] = {}

@@ -191,6 +191,9 @@ class ModelSpec:
         Column with the number of trials (binomial).
     failures : str, optional
         Column with the number of failures (binomial, from ``cbind(s, f)``).
+    se : str, optional
+        Column of known standard errors of a Gaussian response (``y | se(s) ~ ...``, brms
+        syntax; meta-analysis): the residual sd of row ``i`` is ``se_i``, not estimated.
     priors : tuple of (str, Prior)
         Prior overrides by target name; see :mod:`multilevel.priors`.
     sampler : SamplerSettings
@@ -216,6 +219,7 @@ class ModelSpec:
     family: str = "gaussian"
     trials: str | None = None
     failures: str | None = None
+    se: str | None = None
     priors: tuple[tuple[str, Prior], ...] = ()
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -246,6 +250,10 @@ class ModelSpec:
             raise SpecError(
                 f"Trials are only used by the binomial family, not {self.family!r}: drop "
                 "trials or set family='binomial'."
+            )
+        if self.se is not None and self.family != "gaussian":
+            raise SpecError(
+                f"Known standard errors se({self.se}) need family='gaussian', not {self.family!r}."
             )
         if self.trials and self.failures:
             raise SpecError("Give either trials or failures for a binomial model, not both.")
@@ -302,6 +310,8 @@ class ModelSpec:
             return f"cbind({self.response}, {self.trials} - {self.response})"
         if self.failures:
             return f"cbind({self.response}, {self.failures})"
+        if self.se:
+            return f"{self.response} | se({self.se})"
         return self.response
 
     def to_formula(self) -> str:
@@ -338,6 +348,7 @@ class ModelSpec:
             family=family,
             trials=parsed.trials,
             failures=parsed.failures,
+            se=parsed.se,
             **kwargs,
         )
 

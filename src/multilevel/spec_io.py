@@ -45,7 +45,12 @@ import pandas as pd
 import tomli_w
 
 from multilevel import datasets
-from multilevel.builders.named import multilevel_logistic, varying_intercept, varying_slope
+from multilevel.builders.named import (
+    meta_analysis,
+    multilevel_logistic,
+    varying_intercept,
+    varying_slope,
+)
 from multilevel.errors import DataError, SpecError
 from multilevel.spec import ModelSpec, Prior, SamplerSettings
 
@@ -55,6 +60,7 @@ _BUILDERS = {
     "varying_intercept": varying_intercept,
     "varying_slope": varying_slope,
     "multilevel_logistic": multilevel_logistic,
+    "meta_analysis": meta_analysis,
 }
 _TOP_KEYS = {"name", "data", "formula", "family", "builder", "priors", "sampler", "levels"}
 _SAMPLER_KEYS = set(SamplerSettings.__dataclass_fields__)

@@ -8,7 +8,8 @@ differences at random points): for every factor ``k``, ``u_kj = Lambda_k zeta_kj
 ``eta_i = x_i' beta + sum_k z_ik' u_{k, j_k(i)}``.
 
 Likelihood codes: ``0`` Gaussian ``N(eta, sigma)``, ``1`` binomial ``Bin(n_i, logit^-1 eta_i)``
-(bernoulli rows are binomial rows with ``n_i = 1``; identical rows may be collapsed first). With
+(bernoulli rows are binomial rows with ``n_i = 1``; identical rows may be collapsed first),
+``2`` Gaussian with known per-row sds ``N(eta_i, se_i)`` (``se`` passed in ``trials``). With
 ``r_i = dl/deta_i`` (``(y_i - eta_i)/sigma^2`` or ``y_i - n_i p_i``) the gradient is
 ``dl/dbeta = X'r``, ``dl/du_kj = sum_{i in j} z_ik r_i``, ``dl/dzeta_kj = Lambda_k' dl/du_kj``
 and ``dl/dLambda_k = sum_j (dl/du_kj) zeta_kj'``; the transforms of ``s``, the correlation
@@ -93,11 +94,12 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
                 for b in range(a + 1):
                     u_a += lams[k, a, b] * theta[base + b]
                 eta += Z[i, z_start[k] + a] * u_a
-        if family == 0:
+        if family != 1:
+            sd_i = sigma if family == 0 else trials[i]
             resid = y[i] - eta
-            lp += -0.5 * (resid / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
-            r = resid / (sigma * sigma)
-            g_sigma += resid * resid / sigma**3 - 1.0 / sigma
+            lp += -0.5 * (resid / sd_i) ** 2 - math.log(sd_i) - 0.5 * math.log(2 * math.pi)
+            r = resid / (sd_i * sd_i)
+            g_sigma += resid * resid / sd_i**3 - 1.0 / sd_i
         else:
             ex = math.exp(-abs(eta))  # log(1 + e^eta) and expit(eta), overflow-free
             log1pe = math.log1p(ex) + max(eta, 0.0)

@@ -81,6 +81,8 @@ def marginal_supported(design: Design) -> tuple[bool, str | None]:
     """Whether the marginal likelihood applies, and why not when it does not."""
     if design.spec.family != "gaussian":
         return False, "the group effects are integrated out only for Gaussian responses."
+    if design.se is not None:
+        return False, "known standard errors use the non-centered parameterization."
     if len(design.groups) != 1:
         return False, (
             "several grouping factors (crossed or nested) use the non-centered "

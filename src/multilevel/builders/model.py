@@ -124,7 +124,9 @@ def _fixed_effects(design: Design, priors: ResolvedPriors):
 def likelihood(design: Design, eta, priors: ResolvedPriors) -> None:
     """Attach the observation model for the spec's family."""
     family = design.spec.family
-    if family == "gaussian":
+    if design.se is not None:
+        pm.Normal(naming.RESPONSE, mu=eta, sigma=design.se, observed=design.y, dims=naming.OBS_DIM)
+    elif family == "gaussian":
         sigma = prior_rv(naming.SIGMA, priors.sigma)
         pm.Normal(naming.RESPONSE, mu=eta, sigma=sigma, observed=design.y, dims=naming.OBS_DIM)
     elif family == "bernoulli" and design.trials is None:

@@ -19,7 +19,7 @@ from multilevel.errors import SpecError
 from multilevel.formula import check_safe, parse_terms
 from multilevel.spec import GroupTerm, ModelSpec
 
-__all__ = ["multilevel_logistic", "varying_intercept", "varying_slope"]
+__all__ = ["meta_analysis", "multilevel_logistic", "varying_intercept", "varying_slope"]
 
 
 def _terms(values: Iterable[str] | str, what: str) -> tuple[str, ...]:
@@ -105,5 +105,28 @@ def multilevel_logistic(
         groups=(GroupTerm(_group(group), slopes=slope_terms, correlated=correlated),),
         family="binomial" if trials else "bernoulli",
         trials=trials,
+        **kwargs,
+    )
+
+
+def meta_analysis(
+    effect: str, se: str, group: str, predictors: Iterable[str] = (), **kwargs: Any
+) -> ModelSpec:
+    """Random-effects meta-analysis: ``effect | se(se) ~ predictors + (1 | group)``.
+
+    Each row is an estimate ``effect`` with its known standard error ``se``; the group effects
+    (study effects) have sd ``tau``. Examples: eight schools, or meta-regression with
+    ``predictors``.
+
+    Examples
+    --------
+    >>> meta_analysis("effect", "se", group="school").to_formula()
+    'effect | se(se) ~ 1 + (1 | school)'
+    """
+    return ModelSpec(
+        response=effect,
+        fixed=_terms(predictors, "predictors"),
+        groups=(GroupTerm(_group(group)),),
+        se=se,
         **kwargs,
     )

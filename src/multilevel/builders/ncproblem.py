@@ -77,7 +77,7 @@ class NCProblem:
             out[naming.sd_name(g.factor)] = sd
             out[naming.offset_name(g.factor)] = z
             out[naming.effect_name(g.factor)] = z @ (sd[:, None] * chol).T
-        if self.design.spec.family == "gaussian":
+        if self.design.spec.family == "gaussian" and self.design.se is None:
             out[naming.SIGMA] = np.exp(theta[-1])
         return out
 
@@ -97,7 +97,7 @@ class NCProblem:
             s0, _, z0 = self.layout[k]
             theta[s0:s0 + g.n_terms] = np.log(scale)
             theta[z0:z0 + g.n_levels * g.n_terms] = rng.normal(0, 0.1, g.n_levels * g.n_terms)
-        if d.spec.family == "gaussian":
+        if d.spec.family == "gaussian" and d.se is None:
             theta[-1] = np.log(2 * scale)
         jitter = rng.uniform(-0.3, 0.3, size=self.ndim)
         jitter[:self.p] *= 0.1
@@ -113,7 +113,7 @@ def nc_problem(design: Design, priors: ResolvedPriors) -> NCProblem:
     correlated = np.array([g.correlated and g.n_terms > 1 for g in groups])
     p = d.X.shape[1]
     layout = factor_layout(q, levels, correlated, p)
-    gaussian = d.spec.family == "gaussian"
+    gaussian = d.spec.family == "gaussian" and d.se is None
     ndim = int(layout[-1, 2] + levels[-1] * q[-1]) + int(gaussian)
     fixed = [priors.intercept if n == "(Intercept)" else priors.fixed[n] for n in d.fixed_names]
     b_codes = [encode_prior(pr) for pr in fixed]
@@ -123,7 +123,7 @@ def nc_problem(design: Design, priors: ResolvedPriors) -> NCProblem:
     shift = d.X.mean(axis=0) if has_intercept else np.zeros(0)
     if has_intercept:
         shift[0] = 0.0
-    trials = d.trials if d.trials is not None else np.ones(d.n_obs)
+    trials = d.trials if d.trials is not None else d.se if d.se is not None else np.ones(d.n_obs)
     args = (
         shift, d.X, d.y, trials, np.column_stack([g.Z for g in groups]),
         np.r_[0, np.cumsum(q)[:-1]].astype(np.int64),
@@ -133,7 +133,7 @@ def nc_problem(design: Design, priors: ResolvedPriors) -> NCProblem:
         np.r_[0, np.cumsum(q)[:-1]].astype(np.int64),
         np.array([priors.cor[g.factor].kwargs["eta"] if c else 1.0
                   for g, c in zip(groups, correlated, strict=True)]),
-        0 if gaussian else 1, sig_fam, sig_par,
+        0 if gaussian else 2 if d.se is not None else 1, sig_fam, sig_par,
     )
     return NCProblem(d, args, layout, p, ndim)
 
@@ -155,6 +155,6 @@ def sample_noncentered(design: Design, priors: ResolvedPriors, settings: Sampler
             variables.append((naming.cor_name(g.factor), (q, q), (term, bis)))
         variables.append((naming.offset_name(g.factor), (g.n_levels, q), (level, term)))
         variables.append((naming.effect_name(g.factor), (g.n_levels, q), (level, term)))
-    if design.spec.family == "gaussian":
+    if design.spec.family == "gaussian" and design.se is None:
         variables.append((naming.SIGMA, (), ()))
     return run_nutpie(problem, variables, coords, settings, progressbar=progressbar)

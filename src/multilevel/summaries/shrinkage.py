@@ -7,7 +7,8 @@ For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's 
   group effects are held at their posterior means as an offset, and the group's varying terms
   are fitted to its rows alone (least squares, or a logistic regression by Newton's method).
   NaN when the group's rows cannot identify it (a slope with one distinct x, all successes).
-* ``complete_pooling``: the regression that ignores the groups (OLS or a logistic GLM).
+* ``complete_pooling``: the regression that ignores the groups (OLS, a logistic GLM, or with
+  known standard errors the inverse-variance weighted fixed-effect meta-analysis).
 * ``partial_mean`` and ``partial_lower``/``partial_upper``: the posterior of the coefficient.
 * ``pooling_factor``: the weight of the group's own data (1 = no pooling, 0 = complete
   pooling), averaged over the posterior. The conditional mean of ``u_j`` is
@@ -15,6 +16,7 @@ For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's 
   = Lambda M_j^-1 Lambda' Z_j'W_jZ_j`` (``Sigma = Lambda Lambda'``, ``M_j = I + Lambda'Z_j'W_jZ_j
   Lambda``), and the factor of term ``a`` is ``A_j[a, a]``. ``W = I / sigma^2`` for Gaussian
   models, so a random intercept alone gives ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)``; for
+  known standard errors ``W = diag(1 / se^2)``; for
   logistic models ``W`` holds the binomial weights ``n_i p_i (1 - p_i)`` at each draw (the
   Laplace approximation). At most 200 evenly thinned draws are used.
 
@@ -87,6 +89,9 @@ def group_logistic(
 
 def complete_pooling(design: Design) -> np.ndarray:
     """Coefficients of the fixed-effects regression that ignores the groups."""
+    if design.se is not None:  # inverse-variance weighted: the fixed-effect meta-analysis
+        w = 1.0 / design.se
+        return np.linalg.lstsq(design.X * w[:, None], design.y * w, rcond=None)[0]
     if not design.spec.is_logistic:
         return np.linalg.lstsq(design.X, design.y, rcond=None)[0]
     n = design.trials if design.trials is not None else np.ones_like(design.y)
@@ -127,6 +132,8 @@ def pooling_factors(
         p = expit(eta)
         n = design.trials if design.trials is not None else np.ones_like(design.y)
         w = n * p * (1 - p)
+    elif design.se is not None:  # known standard errors
+        w = np.broadcast_to(1.0 / design.se**2, (len(keep), design.n_obs))
     else:
         sigma = _thinned(draws_of(posterior, naming.SIGMA), keep)
         w = np.broadcast_to(1.0 / sigma[:, None] ** 2, (len(keep), design.n_obs))

@@ -15,6 +15,9 @@ ICC (Nakagawa, Johnson and Schielzeth 2017; R's ``performance::icc``), per poste
   row ``all`` gives ``sum_k v_k / (sum_k v_k + sigma_e^2)``;
 * ``conditional``: ``sum_k v_k / (var(X beta) + sum_k v_k + sigma_e^2)``, the share of the total
   variance including that explained by the fixed effects;
+* ``I2``, instead of the above for known standard errors (meta-analysis): Higgins and
+  Thompson's heterogeneity share ``tau^2 / (tau^2 + s^2)`` with the typical within-study
+  variance ``s^2`` (:func:`typical_within_variance`) as the level-1 variance;
 * ``at_x0``, only with random slopes: ``tau_k0^2 / (sum_l tau_l0^2 + sigma_e^2)`` using only the
   intercept variances, i.e. the ICC of two observations with all varying covariates at 0.
 
@@ -90,11 +93,27 @@ def variance_components_table(posterior: xr.Dataset, design: Design, prob: float
     return summarize(labelled, prob)
 
 
+def typical_within_variance(se: np.ndarray) -> float:
+    """Higgins and Thompson's (2002) typical within-study variance
+    ``s^2 = (k - 1) sum w / ((sum w)^2 - sum w^2)``, ``w = 1 / se^2``.
+
+    Examples
+    --------
+    >>> typical_within_variance(np.array([2.0, 2.0, 2.0]))
+    4.0
+    """
+    w = 1.0 / np.asarray(se, dtype=float) ** 2
+    return float((len(w) - 1) * w.sum() / (w.sum() ** 2 - (w**2).sum()))
+
+
 def residual_variance_draws(posterior: xr.Dataset, design: Design) -> np.ndarray:
-    """Level-1 variance per draw: sigma^2, or pi^2/3 on the latent logit scale."""
+    """Level-1 variance per draw: sigma^2, pi^2/3 on the latent logit scale, or with known
+    standard errors the typical within-study variance (so the ICC is Higgins' I^2)."""
     shape = posterior.sizes["chain"], posterior.sizes["draw"]
     if design.spec.is_logistic:
         return np.full(shape, np.pi**2 / 3)
+    if design.se is not None:
+        return np.full(shape, typical_within_variance(design.se))
     return draws_of(posterior, naming.SIGMA) ** 2
 
 
@@ -120,6 +139,8 @@ def icc_draws(posterior: xr.Dataset, design: Design) -> list[tuple[dict[str, obj
     v = {g.factor: random_variance_draws(posterior, g) for g in design.groups}
     total = sum(v.values())
     labelled: list[tuple[dict[str, object], np.ndarray]] = []
+    if design.se is not None:  # meta-analysis: heterogeneity share I^2 = tau^2 / (tau^2 + s^2)
+        return [({"group": factor, "type": "I2"}, icc_ratio(vk, total, resid)) for factor, vk in v.items()]
     for factor, vk in v.items():
         labelled.append(({"group": factor, "type": "adjusted"}, icc_ratio(vk, total, resid)))
     if len(v) > 1:
