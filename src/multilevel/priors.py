@@ -19,6 +19,11 @@ target               parameter                    default
 ``cor``, ``cor(g)``  correlations of a factor     LKJ(eta=1): uniform over correlation matrices
 ===================  ===========================  ==========================================
 
+``Flat()`` (improper, uniform on the real line) is allowed for fixed effects and the intercept
+only: the posterior is then proper because the fixed-effect matrix has full column rank (the
+design step checks it) and the other parameters have proper priors. Scales and correlations
+need proper priors.
+
 Overrides are looked up from the most specific target to the least: ``sd(x | g)`` before
 ``sd(g)`` before ``sd``; a fixed-effect column name (``floor``, ``sectorCatholic``) before ``b``.
 Term names are lme4's: the intercept of a group term is ``(Intercept)`` (``sd(1 | g)`` is
@@ -50,6 +55,7 @@ __all__ = ["DISTRIBUTIONS", "ResolvedPriors", "resolve_priors", "valid_targets"]
 
 #: Distributions a prior may name, with their parameters and whether they are scale priors.
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "Flat": ((), False),
     "Normal": (("mu", "sigma"), False),
     "StudentT": (("nu", "mu", "sigma"), False),
     "Cauchy": (("alpha", "beta"), False),
@@ -118,6 +124,8 @@ def _check_prior(target: str, prior: Prior, *, scale: bool, lkj: bool = False) -
     if lkj != (prior.dist == "LKJ"):
         want = "LKJ(eta=...)" if lkj else "a distribution other than LKJ"
         raise SpecError(f"The prior for {target!r} must be {want}, got {prior}.")
+    if prior.dist == "Flat" and (scale or lkj):
+        raise SpecError(f"A Flat prior is only allowed on fixed effects, not on {target!r}.")
     if scale and not is_scale:
         raise SpecError(
             f"{target!r} is a standard deviation, so its prior must be positive: use one of "

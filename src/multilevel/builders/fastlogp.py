@@ -50,12 +50,13 @@ __all__ = ["FAMILY_CODES", "logp_grad", "prior_logp_grad"]
 
 #: Prior family codes: locations below 10, scales (positive support) from 10.
 FAMILY_CODES = {
-    "Normal": 0, "StudentT": 1, "Cauchy": 2,
+    "Normal": 0, "StudentT": 1, "Cauchy": 2, "Flat": 3,
     "HalfNormal": 10, "HalfStudentT": 11, "HalfCauchy": 12, "Exponential": 13, "Gamma": 14,
     "InverseGamma": 15,
 }
 #: Parameter order in the ``(3,)`` parameter rows, per family.
 FAMILY_PARAMS = {
+    "Flat": (),
     "Normal": ("mu", "sigma"), "StudentT": ("nu", "mu", "sigma"), "Cauchy": ("alpha", "beta"),
     "HalfNormal": ("sigma",), "HalfStudentT": ("nu", "sigma"), "HalfCauchy": ("beta",),
     "Exponential": ("lam",), "Gamma": ("alpha", "beta"), "InverseGamma": ("alpha", "beta"),
@@ -79,6 +80,8 @@ def prior_logp_grad(family, par, x):
         return -0.5 * z * z - math.log(par[1]) - 0.5 * math.log(2 * math.pi), -z / par[1]
     if family == 1:
         return _student(par[0], par[1], par[2], x)
+    if family == 3:
+        return 0.0, 0.0
     if family == 2:
         z = (x - par[0]) / par[1]
         return -math.log(math.pi * par[1]) - math.log1p(z * z), -2 * z / (par[1] * (1 + z * z))

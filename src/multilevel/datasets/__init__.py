@@ -7,7 +7,7 @@ Examples
 --------
 >>> from multilevel import datasets
 >>> datasets.names()
-['cbpp', 'contraception', 'eight_schools', 'hsb82', 'radon', 'sleepstudy']
+['cbpp', 'contraception', 'course_example', 'eight_schools', 'hsb82', 'radon', 'sleepstudy']
 >>> df = datasets.load("hsb82")
 >>> df.shape, list(df["sector"].cat.categories)
 ((7185, 8), ['Public', 'Catholic'])
@@ -28,6 +28,7 @@ __all__ = ["load", "names"]
 _FILES = {
     "cbpp": "cbpp.csv",
     "contraception": "Contraception.csv",
+    "course_example": "course_example.csv",
     "eight_schools": "eight_schools.csv",
     "hsb82": "Hsb82.csv",
     "radon": "radon.csv",

@@ -18,7 +18,7 @@ For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's 
   models, so a random intercept alone gives ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)``; for
   known standard errors ``W = diag(1 / se^2)``; for
   logistic models ``W`` holds the binomial weights ``n_i p_i (1 - p_i)`` at each draw (the
-  Laplace approximation). At most 200 evenly thinned draws are used.
+  Laplace approximation; at most 200 evenly thinned draws there).
 
 Examples
 --------
@@ -115,12 +115,31 @@ def _thinned(arr: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return arr.reshape((-1,) + arr.shape[2:])[keep]
 
 
+def _weighted_crossprod(g: GroupDesign, w: np.ndarray) -> np.ndarray:
+    """``(draws, levels, q, q)`` sums of ``w_si z_i z_i'`` per group, for weights ``(draws, n)``."""
+    n_draws = w.shape[0]
+    out = np.zeros((n_draws, g.n_levels, g.n_terms, g.n_terms))
+    cell = (np.arange(n_draws)[:, None] * g.n_levels + g.index[None, :]).ravel()
+    for a in range(g.n_terms):
+        for c in range(a, g.n_terms):
+            sums = np.bincount(cell, weights=(w * (g.Z[:, a] * g.Z[:, c])).ravel(),
+                               minlength=n_draws * g.n_levels)
+            out[:, :, a, c] = out[:, :, c, a] = sums.reshape(n_draws, g.n_levels)
+    return out
+
+
 def pooling_factors(
     posterior: xr.Dataset, design: Design, g: GroupDesign, max_draws: int = 200
 ) -> np.ndarray:
-    """``(levels, terms)`` posterior-mean diagonal of the pooling matrix ``A_j`` (docstring)."""
+    """``(levels, terms)`` posterior-mean diagonal of the pooling matrix ``A_j`` (docstring).
+
+    Gaussian models use every draw (``Z_j'WZ_j = Z_j'Z_j / sigma^2``); logistic models, whose
+    weights change with each draw's linear predictor, use ``max_draws`` evenly thinned draws.
+    """
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
-    keep = np.unique(np.linspace(0, n_draws - 1, min(max_draws, n_draws)).astype(int))
+    keep = np.arange(n_draws)
+    if design.spec.is_logistic:
+        keep = np.unique(np.linspace(0, n_draws - 1, min(max_draws, n_draws)).astype(int))
     cov = covariance_draws(posterior, g).reshape((-1, g.n_terms, g.n_terms))[keep]
     lam = np.linalg.cholesky(cov + 1e-12 * np.eye(g.n_terms))
     if design.spec.is_logistic:
@@ -131,19 +150,14 @@ def pooling_factors(
             eta = eta + np.einsum("nq,snq->sn", other.Z, u[:, other.index])
         p = expit(eta)
         n = design.trials if design.trials is not None else np.ones_like(design.y)
-        w = n * p * (1 - p)
+        ztwz = _weighted_crossprod(g, n * p * (1 - p))
     elif design.se is not None:  # known standard errors
-        w = np.broadcast_to(1.0 / design.se**2, (len(keep), design.n_obs))
+        ztwz = np.broadcast_to(_weighted_crossprod(g, 1.0 / design.se[None, :] ** 2),
+                               (len(keep), g.n_levels, g.n_terms, g.n_terms))
     else:
         sigma = _thinned(draws_of(posterior, naming.SIGMA), keep)
-        w = np.broadcast_to(1.0 / sigma[:, None] ** 2, (len(keep), design.n_obs))
-    ztwz = np.zeros((len(keep), g.n_levels, g.n_terms, g.n_terms))
-    cell = (np.arange(len(keep))[:, None] * g.n_levels + g.index[None, :]).ravel()
-    for a in range(g.n_terms):
-        for c in range(a, g.n_terms):
-            sums = np.bincount(cell, weights=(w * (g.Z[:, a] * g.Z[:, c])).ravel(),
-                               minlength=len(keep) * g.n_levels)
-            ztwz[:, :, a, c] = ztwz[:, :, c, a] = sums.reshape(len(keep), g.n_levels)
+        ztz = _weighted_crossprod(g, np.ones((1, design.n_obs)))
+        ztwz = ztz / sigma[:, None, None, None] ** 2
     m = np.eye(g.n_terms) + np.einsum("sba,sgbc,scd->sgad", lam, ztwz, lam)
     inner = np.linalg.solve(m, np.einsum("sba,sgbc->sgac", lam, ztwz))
     pool = np.einsum("sab,sgbc->sgac", lam, inner)

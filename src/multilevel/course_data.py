@@ -1,0 +1,384 @@
+r"""The multilevel course's computations on data alone: no model fit needed.
+
+Snijders and Bosker's (2012) hand computations, each one call:
+
+* :func:`center`: the group mean :math:`\bar x_{.j}` and the within-group deviation
+  :math:`x_{ij} - \bar x_{.j}` (or grand-mean centring) as new columns;
+* :func:`add_contextual_columns`: the ``<x>_between`` / ``<x>_within`` columns a spec made with
+  ``contextual=[...]`` names, computed from ``x`` and the spec's grouping factor;
+* :func:`within_between`: the total, between-group, within-group and contextual regressions;
+* :func:`icc_anova`: the one-way ANOVA estimator of the intraclass correlation;
+* :func:`design_effect` and :func:`effective_n`;
+* :func:`check_level1_variance`: a clear error when the data fit exactly (zero residual
+  variance), where a Gaussian multilevel likelihood is unbounded.
+
+Examples
+--------
+>>> from multilevel import datasets
+>>> wb = within_between(datasets.load("course_example"), "y", "x", "group")
+>>> wb.set_index(["model", "term"])["estimate"].round(4).loc["between"].to_dict()
+{'(Intercept)': 8.0, 'x_between': -1.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from multilevel.errors import DataError, SpecError
+
+__all__ = [
+    "BETWEEN_SUFFIX",
+    "WITHIN_SUFFIX",
+    "add_contextual_columns",
+    "between_name",
+    "center",
+    "check_level1_variance",
+    "contextual_variables",
+    "design_effect",
+    "effective_n",
+    "icc_anova",
+    "within_between",
+    "within_name",
+]
+
+BETWEEN_SUFFIX = "_between"
+WITHIN_SUFFIX = "_within"
+GRAND_SUFFIX = "_grand"
+
+
+def between_name(x: str) -> str:
+    """Column name of the group mean of ``x`` (``ses`` -> ``ses_between``)."""
+    return f"{x}{BETWEEN_SUFFIX}"
+
+
+def within_name(x: str) -> str:
+    """Column name of the within-group deviation of ``x`` (``ses`` -> ``ses_within``)."""
+    return f"{x}{WITHIN_SUFFIX}"
+
+
+def contextual_variables(names: Sequence[str]) -> tuple[str, ...]:
+    """The ``x`` whose group mean ``x_between`` and a within part are among ``names``.
+
+    The within part is ``x_within`` (group-mean centred) or ``x`` itself (raw).
+
+    Examples
+    --------
+    >>> contextual_variables(["(Intercept)", "ses_between", "ses_within", "sector"])
+    ('ses',)
+    """
+    out = []
+    for name in names:
+        if name.endswith(BETWEEN_SUFFIX):
+            x = name[: -len(BETWEEN_SUFFIX)]
+            if x and (within_name(x) in names or x in names):
+                out.append(x)
+    return tuple(out)
+
+
+def _groups(df: pd.DataFrame, group: str | Sequence[str]) -> pd.core.groupby.DataFrameGroupBy:
+    cols = [group] if isinstance(group, str) else list(group)
+    for col in cols:
+        if col not in df.columns:
+            raise DataError(f"Grouping column {col!r} is not in the data.")
+    return df.groupby(cols, observed=True, sort=False)
+
+
+def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    if col not in df.columns:
+        raise DataError(f"Column {col!r} is not in the data.")
+    s = df[col]
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise DataError(f"Column {col!r} must be numeric to be centred, has dtype {s.dtype}.")
+    if s.isna().any():
+        raise DataError(f"Column {col!r} has {int(s.isna().sum())} missing values: drop them first.")
+    return s.astype(float)
+
+
+def center(
+    df: pd.DataFrame, x: str | Sequence[str], group: str | Sequence[str], kind: str = "group"
+) -> pd.DataFrame:
+    r"""A new DataFrame with the group mean of ``x`` and its centred version added.
+
+    ``kind='group'`` adds ``x_between`` :math:`= \bar x_{.j}` and ``x_within``
+    :math:`= x_{ij} - \bar x_{.j}` (group-mean centring: in ``y ~ x_between + x_within`` the
+    coefficients are the between- and within-group regressions). ``kind='grand'`` adds
+    ``x_between`` :math:`= \bar x_{.j} - \bar x_{..}` and ``x_grand`` :math:`= x_{ij} -
+    \bar x_{..}` (grand-mean centring: in ``y ~ x_grand + x_between`` the coefficient of
+    ``x_between`` is the contextual effect, between minus within). ``df`` is never modified.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"g": ["a", "a", "b", "b"], "x": [1.0, 3.0, 2.0, 4.0]})
+    >>> center(df, "x", "g")[["x_between", "x_within"]].values.tolist()
+    [[2.0, -1.0], [2.0, 1.0], [3.0, -1.0], [3.0, 1.0]]
+    """
+    if kind not in ("group", "grand"):
+        raise SpecError(f"kind={kind!r} is not an option: use 'group' or 'grand'.")
+    out = df.copy()
+    grouped = _groups(df, group)
+    for col in [x] if isinstance(x, str) else list(x):
+        values = _numeric(df, col)
+        means = grouped[col].transform("mean").astype(float)
+        if kind == "group":
+            out[between_name(col)] = means
+            out[within_name(col)] = values - means
+        else:
+            grand = float(values.mean())
+            out[between_name(col)] = means - grand
+            out[f"{col}{GRAND_SUFFIX}"] = values - grand
+    return out
+
+
+def add_contextual_columns(
+    spec, df: pd.DataFrame, group: str | Sequence[str] | None = None
+) -> pd.DataFrame:
+    """``df`` with the ``<x>_between`` / ``<x>_within`` columns the spec uses but ``df`` lacks.
+
+    A spec made with ``contextual=["ses"]`` names ``ses_between`` (group mean) and
+    ``ses_within`` (deviation from it); they are computed from ``ses`` by the spec's first
+    grouping factor (or ``group``). Columns already in ``df`` are kept as they are. Returns a
+    new DataFrame; ``df`` is never modified.
+
+    Examples
+    --------
+    >>> from multilevel import datasets, varying_intercept
+    >>> spec = varying_intercept("y", "group", contextual=["x"])
+    >>> add_contextual_columns(spec, datasets.load("course_example"))["x_between"].tolist()[:4]
+    [2.0, 2.0, 3.0, 3.0]
+    """
+    from multilevel.design import used_columns
+
+    group = group or list(spec.groups[0].columns)
+    cols = used_columns(spec)
+    wanted = [c for c in cols if c.endswith(BETWEEN_SUFFIX) or c.endswith(WITHIN_SUFFIX)]
+    out = df
+    for col in wanted:
+        if col in out.columns:
+            continue
+        suffix = BETWEEN_SUFFIX if col.endswith(BETWEEN_SUFFIX) else WITHIN_SUFFIX
+        x = col[: -len(suffix)]
+        if x in out.columns:
+            out = out.assign(**{col: center(out, x, group, kind="group")[col]})
+    return out
+
+
+def _ols(X: np.ndarray, y: np.ndarray, names: list[str], dof: int | None = None) -> pd.DataFrame:
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    dof = len(y) - X.shape[1] if dof is None else dof
+    s2 = float(resid @ resid) / dof if dof > 0 else np.nan
+    cov = s2 * np.linalg.pinv(X.T @ X)
+    out = pd.DataFrame({"term": names, "estimate": coef, "std_error": np.sqrt(np.diag(cov))})
+    return out.assign(r_squared=1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum()),
+                      _cov=[cov] * len(names))
+
+
+def within_between(df: pd.DataFrame, response: str, x: str, group: str) -> pd.DataFrame:
+    r"""The total, between, within and contextual regressions of ``response`` on ``x``.
+
+    * ``total``: OLS of :math:`y_{ij}` on :math:`x_{ij}`, ignoring the groups;
+    * ``between``: OLS of the group means :math:`\bar y_{.j}` on :math:`\bar x_{.j}` (one row
+      per group, unweighted);
+    * ``within``: the slope :math:`\beta_W` of :math:`y_{ij} - \bar y_{.j}` on
+      :math:`x_{ij} - \bar x_{.j}` (the fixed-effects regression ``y ~ x + group``; its
+      standard error uses :math:`N - J - 1` degrees of freedom);
+    * ``contextual``: OLS of :math:`y_{ij}` on :math:`\bar x_{.j}` and
+      :math:`x_{ij} - \bar x_{.j}`, plus the row ``contextual`` :math:`= \beta_B - \beta_W`, the
+      coefficient of :math:`\bar x_{.j}` in :math:`y \sim \bar x_{.j} + x_{ij}`.
+
+    Returns a long table: model, term, estimate, std_error, r_squared. A warning says when a
+    regression fits exactly (residual variance zero, standard errors 0).
+
+    Examples
+    --------
+    >>> from multilevel import datasets
+    >>> wb = within_between(datasets.load("course_example"), "y", "x", "group")
+    >>> wb.query("model == 'contextual'")[["term", "estimate"]].round(4).values.tolist()
+    [['(Intercept)', 8.0], ['x_between', -1.0], ['x_within', 1.0], ['contextual', -2.0]]
+    """
+    import warnings
+
+    data = center(df, x, group)
+    y = _numeric(df, response).to_numpy()
+    xb, xw = data[between_name(x)].to_numpy(), data[within_name(x)].to_numpy()
+    codes = _groups(df, group).ngroup().to_numpy()
+    n_groups = int(codes.max()) + 1
+    ones = np.ones_like(y)
+    means = np.column_stack(
+        [np.bincount(codes, weights=v) / np.bincount(codes) for v in (y, df[x].to_numpy(float))]
+    )
+    y_dev = y - means[codes, 0]
+    b, w = between_name(x), within_name(x)
+    tables = {
+        "total": _ols(np.column_stack([ones, df[x].to_numpy(float)]), y, ["(Intercept)", x]),
+        "between": _ols(np.column_stack([np.ones(n_groups), means[:, 1]]), means[:, 0],
+                        ["(Intercept)", b]),
+        "within": _ols(xw[:, None], y_dev, [w], dof=len(y) - n_groups - 1),
+        "contextual": _ols(np.column_stack([ones, xb, xw]), y, ["(Intercept)", b, w]),
+    }
+    ctx = tables["contextual"]
+    cov = ctx["_cov"].iloc[0]
+    extra = pd.DataFrame({
+        "term": ["contextual"], "estimate": [ctx["estimate"].iloc[1] - ctx["estimate"].iloc[2]],
+        "std_error": [np.sqrt(max(cov[1, 1] + cov[2, 2] - 2 * cov[1, 2], 0.0))],
+        "r_squared": [ctx["r_squared"].iloc[0]],
+    })
+    tables["contextual"] = pd.concat([ctx, extra], ignore_index=True)
+    exact = [m for m, t in tables.items() if np.isclose(t["r_squared"].iloc[0], 1.0, atol=1e-12)]
+    if exact:
+        warnings.warn(
+            f"The {', '.join(exact)} regression(s) fit the data exactly (residual variance 0): "
+            "their standard errors are 0 and a multilevel model of these data has a zero "
+            "level-1 variance (see check_level1_variance).",
+            UserWarning,
+            stacklevel=2,
+        )
+    frames = [t.drop(columns="_cov").assign(model=m) for m, t in tables.items()]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", "term", "estimate", "std_error", "r_squared"]]
+
+
+def icc_anova(df: pd.DataFrame, response: str, group: str) -> pd.DataFrame:
+    r"""One-way ANOVA estimator of the intraclass correlation, unequal group sizes allowed.
+
+    With :math:`N` rows in :math:`J` groups of sizes :math:`n_j` (Snijders and Bosker 2012,
+    sec. 3.3.1):
+
+    .. math::
+
+        MSB = \frac{\sum_j n_j (\bar y_{.j} - \bar y_{..})^2}{J - 1},\quad
+        MSW = \frac{\sum_{ij} (y_{ij} - \bar y_{.j})^2}{N - J},\quad
+        \tilde n = \frac{N - \sum_j n_j^2 / N}{J - 1},
+
+        \hat\tau^2 = \frac{MSB - MSW}{\tilde n},\quad \hat\sigma^2 = MSW,\quad
+        \hat\rho_I = \frac{\hat\tau^2}{\hat\tau^2 + \hat\sigma^2}
+                   = \frac{MSB - MSW}{MSB + (\tilde n - 1) MSW}.
+
+    :math:`\hat\rho_I` can be negative (reported as is). ``F = MSB / MSW`` tests
+    :math:`\tau^2 = 0` on :math:`(J - 1, N - J)` degrees of freedom.
+
+    Returns one row: n_obs, n_groups, n_tilde, msb, msw, tau2, sigma2, icc, F, p_value.
+
+    Examples
+    --------
+    >>> from multilevel import datasets
+    >>> icc_anova(datasets.load("course_example"), "y", "group")["icc"].round(4).tolist()
+    [0.4286]
+    """
+    y = _numeric(df, response).to_numpy()
+    codes = _groups(df, group).ngroup().to_numpy()
+    n_j = np.bincount(codes).astype(float)
+    N, J = float(len(y)), len(n_j)
+    if J < 2 or N <= J:
+        raise DataError("The ANOVA ICC needs at least two groups and more rows than groups.")
+    ybar_j = np.bincount(codes, weights=y) / n_j
+    msb = float(np.sum(n_j * (ybar_j - y.mean()) ** 2) / (J - 1))
+    msw = float(np.sum((y - ybar_j[codes]) ** 2) / (N - J))
+    n_tilde = float((N - np.sum(n_j**2) / N) / (J - 1))
+    tau2 = (msb - msw) / n_tilde
+    f = msb / msw if msw > 0 else np.inf
+    return pd.DataFrame([{
+        "n_obs": int(N), "n_groups": J, "n_tilde": n_tilde, "msb": msb, "msw": msw,
+        "tau2": tau2, "sigma2": msw, "icc": (msb - msw) / (msb + (n_tilde - 1) * msw),
+        "F": f, "p_value": float(stats.f.sf(f, J - 1, N - J)),
+    }])
+
+
+def _size(n) -> float:
+    """The group size used by the design effect: n itself, or sum n_j^2 / N for sizes."""
+    arr = np.asarray(n, dtype=float)
+    if arr.ndim == 0:
+        if arr < 1:
+            raise DataError(f"A group size must be >= 1, got {float(arr)}.")
+        return float(arr)
+    if arr.size == 0 or np.any(arr < 1):
+        raise DataError("Group sizes must be a non-empty list of counts >= 1.")
+    return float(np.sum(arr**2) / np.sum(arr))
+
+
+def design_effect(icc, n):
+    r"""Design effect of a two-stage sample: :math:`1 + (n - 1)\rho`.
+
+    ``n`` is one (average) group size, or the list of group sizes :math:`n_j`; then the
+    unequal-size version :math:`1 + (\tilde n_w - 1)\rho` with :math:`\tilde n_w = \sum_j n_j^2
+    / N = \bar n (1 + CV^2)` (Kish 1965; Eldridge, Ashby and Kerry 2006; CV the coefficient of
+    variation of the sizes, population variance) is used. ``icc`` may be an array (e.g.
+    posterior draws); the result has its shape.
+
+    Examples
+    --------
+    >>> float(design_effect(0.1, 11))
+    2.0
+    >>> round(float(design_effect(0.1, [5, 15])), 6)  # sum n^2 / N = 250 / 20 = 12.5
+    2.15
+    """
+    return 1.0 + (_size(n) - 1.0) * np.asarray(icc, dtype=float)
+
+
+def effective_n(icc, n, n_total: float | None = None):
+    r"""Effective sample size :math:`N / (1 + (n - 1)\rho)` (see :func:`design_effect`).
+
+    ``n_total`` defaults to :math:`\sum_j n_j` when ``n`` lists the group sizes.
+
+    Examples
+    --------
+    >>> float(effective_n(0.1, 11, n_total=220))
+    110.0
+    """
+    if n_total is None:
+        if np.ndim(n) == 0:
+            raise DataError("Pass n_total (the number of rows) when n is a single group size.")
+        n_total = float(np.sum(n))
+    return float(n_total) / design_effect(icc, n)
+
+
+def check_level1_variance(design, rtol: float = 1e-10) -> None:
+    """Raise :class:`DataError` when a Gaussian model's residual variance is zero.
+
+    If the response is reproduced exactly by the fixed effects plus a separate set of
+    varying-term coefficients for every group (the least-squares fit with per-group
+    coefficients leaves a residual sum of squares below ``rtol`` times the total), the
+    likelihood grows without bound as sigma -> 0: REML/ML and the posterior then report
+    meaningless numbers. Checked per grouping factor in O(rows); logistic designs and known
+    standard errors pass.
+
+    Examples
+    --------
+    >>> from multilevel import datasets, ModelSpec
+    >>> from multilevel.design import build_design
+    >>> spec = ModelSpec.from_formula("y ~ x + (1 | group)")
+    >>> try:
+    ...     check_level1_variance(build_design(spec, datasets.load("course_example")))
+    ... except DataError:
+    ...     print("zero residual variance")
+    zero residual variance
+    """
+    if design.spec.is_logistic or getattr(design, "se", None) is not None:
+        return
+    y, X = design.y, design.X
+    tss = float(np.sum((y - y.mean()) ** 2))
+    for g in design.groups:
+        W = np.column_stack([y, X])
+        ztz = np.zeros((g.n_levels, g.n_terms, g.n_terms))
+        np.add.at(ztz, g.index, g.Z[:, :, None] * g.Z[:, None, :])
+        ztw = np.zeros((g.n_levels, g.n_terms, W.shape[1]))
+        np.add.at(ztw, g.index, g.Z[:, :, None] * W[:, None, :])
+        coef = np.linalg.pinv(ztz) @ ztw
+        R = W - np.einsum("nq,nqk->nk", g.Z, coef[g.index])
+        beta, *_ = np.linalg.lstsq(R[:, 1:], R[:, 0], rcond=None)
+        rss = float(np.sum((R[:, 0] - R[:, 1:] @ beta) ** 2))
+        if rss <= rtol * tss:
+            terms = " + ".join(g.term_names)
+            raise DataError(
+                f"The level-1 residual variance is zero: the fixed effects plus a separate "
+                f"{terms} for every group of {g.factor!r} reproduce {design.spec.response!r} "
+                f"exactly (residual sum of squares {rss:.3g} of a total {tss:.3g}). A Gaussian "
+                "multilevel likelihood is unbounded there (sigma -> 0), so REML/ML estimates, "
+                "ICCs and the posterior would be meaningless. These look like the data of a "
+                "worked example: use within_between() for its regressions, or drop a term."
+            )
