@@ -126,7 +126,7 @@ def marginal_loglik(stats: SufficientStats, b, lam, sigma):
     rss = stats.yty - 2 * pt.dot(b, stats.xty) + pt.dot(b, pt.dot(stats.xtx, b))
     ztr = stats.zty - pt.tensordot(stats.ztx, b, axes=[[2], [0]])  # (G, q)
     w = pt.dot(ztr, lam)  # rows: Lambda' Z'r
-    m = pt.eye(q) + pt.einsum("ab,gbc,cd->gad", lam.T, stats.ztz, lam) / sigma2
+    m = pt.eye(q) + pt.matmul(pt.matmul(lam.T, stats.ztz), lam) / sigma2
     chol_m = pt.linalg.cholesky(m)
     half = pt.linalg.solve_triangular(chol_m, w[:, :, None], lower=True)[:, :, 0]
     logdet = 2 * pt.log(pt.diagonal(chol_m, axis1=1, axis2=2)).sum()

@@ -229,6 +229,8 @@ def posterior_predictive(
         raise ValueError(f"draws must be at least 1, got {draws}.")
     keep = np.sort(rng.choice(total, size=min(draws, total), replace=False))
     eta = _linear_predictor(fit, keep)
+    if fit.design.se is not None:  # known standard errors
+        return rng.normal(eta, fit.design.se[None, :])
     if not fit.spec.is_logistic:
         sigma = draws_of(post, naming.SIGMA).reshape(-1)[keep]
         return rng.normal(eta, sigma[:, None])
