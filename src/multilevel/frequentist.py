@@ -366,7 +366,8 @@ def _mixedlm_data(design: Design) -> tuple[pd.DataFrame, str, np.ndarray | None]
     for k, g in enumerate(design.groups):
         zs = [f"z{k}_{j}" for j in range(g.n_terms)]
         cols.update({name: g.Z[:, j] for j, name in enumerate(zs)})
-        cols[f"g{k}"] = [f"L{c:07d}" for c in g.index]
+        labels = [f"L{c:07d}" for c in range(g.n_levels)]
+        cols[f"g{k}"] = pd.Categorical.from_codes(g.index, categories=labels)
         bar = "|" if g.correlated or g.n_terms == 1 else "||"
         bars.append(f"(0 + {' + '.join(zs)} {bar} g{k})")
     formula = "y ~ 0 + " + " + ".join(xs + bars)
