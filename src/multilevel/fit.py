@@ -144,7 +144,14 @@ class HierarchicalFit:
         names = [naming.FIXED, naming.SIGMA]
         for g in self.design.groups:
             names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
-        return diagnostics_table(self.idata, names)
+        table = diagnostics_table(self.idata, names)
+        why = "; ".join(self.notes) or (
+            "group effects integrated out analytically and drawn exactly afterwards"
+            if self.parameterization == "marginal" else "as requested"
+        )
+        row = pd.DataFrame([{"check": "parameterization", "value": float("nan"),
+                             "threshold": self.parameterization, "ok": True, "remedy": why}])
+        return pd.concat([table, row], ignore_index=True)
 
     def compare(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Every parameter side by side: posterior mean, median, interval and the frequentist
