@@ -8,13 +8,14 @@ Examples
 'log_radon ~ 1 + floor + (1 | county)'
 """
 
-from multilevel import datasets
+from multilevel import course, datasets
 from multilevel.builders.named import (
     meta_analysis,
     multilevel_logistic,
     varying_intercept,
     varying_slope,
 )
+from multilevel.course import compare_models
 from multilevel.errors import DataError, SpecError
 from multilevel.fit import HierarchicalFit, fit_hierarchical
 from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
@@ -28,6 +29,8 @@ __all__ = [
     "Prior",
     "SamplerSettings",
     "SpecError",
+    "compare_models",
+    "course",
     "datasets",
     "fit_hierarchical",
     "load_spec",

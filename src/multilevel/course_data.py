@@ -87,13 +87,13 @@ def _groups(df: pd.DataFrame, group: str | Sequence[str]) -> pd.core.groupby.Dat
     return df.groupby(cols, observed=True, sort=False)
 
 
-def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
+def _numeric(df: pd.DataFrame, col: str, allow_nan: bool = False) -> pd.Series:
     if col not in df.columns:
         raise DataError(f"Column {col!r} is not in the data.")
     s = df[col]
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        raise DataError(f"Column {col!r} must be numeric to be centred, has dtype {s.dtype}.")
-    if s.isna().any():
+        raise DataError(f"Column {col!r} must be numeric, has dtype {s.dtype}.")
+    if not allow_nan and s.isna().any():
         raise DataError(f"Column {col!r} has {int(s.isna().sum())} missing values: drop them first.")
     return s.astype(float)
 
@@ -108,7 +108,9 @@ def center(
     coefficients are the between- and within-group regressions). ``kind='grand'`` adds
     ``x_between`` :math:`= \bar x_{.j} - \bar x_{..}` and ``x_grand`` :math:`= x_{ij} -
     \bar x_{..}` (grand-mean centring: in ``y ~ x_grand + x_between`` the coefficient of
-    ``x_between`` is the contextual effect, between minus within). ``df`` is never modified.
+    ``x_between`` is the contextual effect, between minus within). Means are over the rows
+    of ``df`` with ``x`` present (a missing ``x`` gets a missing deviation). ``df`` is never
+    modified.
 
     Examples
     --------
@@ -122,7 +124,7 @@ def center(
     out = df.copy()
     grouped = _groups(df, group)
     for col in [x] if isinstance(x, str) else list(x):
-        values = _numeric(df, col)
+        values = _numeric(df, col, allow_nan=True)
         means = grouped[col].transform("mean").astype(float)
         if kind == "group":
             out[between_name(col)] = means
@@ -337,27 +339,35 @@ def effective_n(icc, n, n_total: float | None = None):
     return float(n_total) / design_effect(icc, n)
 
 
-def check_level1_variance(design, rtol: float = 1e-10) -> None:
+def check_level1_variance(design, df: pd.DataFrame | None = None, rtol: float = 1e-10) -> None:
     """Raise :class:`DataError` when a Gaussian model's residual variance is zero.
+
+    ``design`` is a :class:`~multilevel.design.Design`, or a spec / lme4 formula with its data
+    ``df``.
 
     If the response is reproduced exactly by the fixed effects plus a separate set of
     varying-term coefficients for every group (the least-squares fit with per-group
     coefficients leaves a residual sum of squares below ``rtol`` times the total), the
-    likelihood grows without bound as sigma -> 0: REML/ML and the posterior then report
+    likelihood grows without bound as sigma -> 0 (or, when no group has more rows than
+    varying terms, sigma^2 is not identified): REML/ML and the posterior then report
     meaningless numbers. Checked per grouping factor in O(rows); logistic designs and known
     standard errors pass.
 
     Examples
     --------
-    >>> from multilevel import datasets, ModelSpec
-    >>> from multilevel.design import build_design
-    >>> spec = ModelSpec.from_formula("y ~ x + (1 | group)")
+    >>> from multilevel import datasets
     >>> try:
-    ...     check_level1_variance(build_design(spec, datasets.load("course_example")))
+    ...     check_level1_variance("y ~ x + (1 | group)", datasets.load("course_example"))
     ... except DataError:
     ...     print("zero residual variance")
     zero residual variance
     """
+    if df is not None:
+        from multilevel.design import build_design
+        from multilevel.spec_io import as_spec
+
+        spec = as_spec(design, None)
+        design = build_design(spec, add_contextual_columns(spec, df))
     if design.spec.is_logistic or getattr(design, "se", None) is not None:
         return
     y, X = design.y, design.X
@@ -374,11 +384,18 @@ def check_level1_variance(design, rtol: float = 1e-10) -> None:
         rss = float(np.sum((R[:, 0] - R[:, 1:] @ beta) ** 2))
         if rss <= rtol * tss:
             terms = " + ".join(g.term_names)
+            pinned = bool(np.any(g.counts > np.linalg.matrix_rank(ztz)))
+            why = (
+                "A Gaussian multilevel likelihood is unbounded there (sigma -> 0)"
+                if pinned else
+                "Every group has no more rows than varying terms, so sigma^2 cannot be told "
+                "apart from the group-level covariance"
+            )
             raise DataError(
                 f"The level-1 residual variance is zero: the fixed effects plus a separate "
                 f"{terms} for every group of {g.factor!r} reproduce {design.spec.response!r} "
-                f"exactly (residual sum of squares {rss:.3g} of a total {tss:.3g}). A Gaussian "
-                "multilevel likelihood is unbounded there (sigma -> 0), so REML/ML estimates, "
-                "ICCs and the posterior would be meaningless. These look like the data of a "
-                "worked example: use within_between() for its regressions, or drop a term."
+                f"exactly (residual sum of squares {rss:.3g} of a total {tss:.3g}). {why}: "
+                "REML/ML estimates, ICCs and the posterior would be meaningless. These look like "
+                "the data of a worked example: use within_between() for its regressions, or "
+                "drop a term."
             )

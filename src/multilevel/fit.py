@@ -27,6 +27,7 @@ from multilevel import naming
 from multilevel.builders.model import build_model
 from multilevel.builders.ncproblem import MAX_TERMS, sample_noncentered
 from multilevel.design import Design, build_design, collapse_binomial
+from multilevel.persistence import load_fit
 from multilevel.priors import ResolvedPriors, resolve_priors
 from multilevel.sampling import diagnostics_table, sample_model
 from multilevel.spec import ModelSpec
@@ -39,7 +40,7 @@ from multilevel.summaries import (
     variance_components_table,
 )
 
-__all__ = ["HierarchicalFit", "choose_parameterization", "fit_hierarchical"]
+__all__ = ["HierarchicalFit", "choose_parameterization", "fit_hierarchical", "load_fit"]
 
 PACKAGES = ("multilevel", "pymc", "pytensor", "arviz", "nutpie", "mixedlm", "numpy", "pandas")
 
@@ -167,6 +168,62 @@ class HierarchicalFit:
         table["outside"] = (est < table["lower"]) | (est > table["upper"])
         return table
 
+    def icc_methods(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """ANOVA, frequentist and posterior ICC side by side (:mod:`multilevel.course`)."""
+        from multilevel.course import icc_methods
+
+        return icc_methods(self, prob)
+
+    def design_effect(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Design effect ``1 + (n - 1) rho`` and effective N, with posterior intervals."""
+        from multilevel.course import design_effect_table
+
+        return design_effect_table(self, prob)
+
+    def contextual_effects(self, x: str | None = None, *, prob: float = DEFAULT_PROB,
+                           **kwargs: Any) -> pd.DataFrame:
+        """Within, between and contextual (between - within) effects of ``x``."""
+        from multilevel.course import contextual_effects
+
+        return contextual_effects(self, x, prob=prob, **kwargs)
+
+    def fixed_effect_levels(self, group: str | None = None, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Fixed effects labelled level-1, level-2 or cross-level interaction."""
+        from multilevel.course import fixed_effect_levels
+
+        return fixed_effect_levels(self, group, prob)
+
+    def group_effect_errors(self, group: str | None = None) -> pd.DataFrame:
+        """Comparative (posterior sd / conditional sd) and diagnostic standard errors."""
+        from multilevel.course import group_effect_errors
+
+        return group_effect_errors(self, group)
+
+    def r2(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Nakagawa's marginal and conditional R^2, posterior and frequentist."""
+        from multilevel.course import r2_nakagawa
+
+        return r2_nakagawa(self, prob)
+
+    def r2_levels(self, null_fit: HierarchicalFit, n: float | None = None,
+                  prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Snijders-Bosker R1^2 and R2^2 against the empty model ``null_fit``."""
+        from multilevel.course import r2_snijders_bosker
+
+        return r2_snijders_bosker(self, null_fit, n, prob)
+
+    def variance_reduction(self, null_fit: HierarchicalFit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Proportional reduction of each variance component from ``null_fit`` to this fit."""
+        from multilevel.course import variance_reduction
+
+        return variance_reduction(null_fit, self, prob)
+
+    def loo(self, **kwargs: Any):
+        """PSIS-LOO (ArviZ) from the pointwise log-likelihood."""
+        from multilevel.course import psis_loo
+
+        return psis_loo(self, **kwargs)
+
     def plot_trace(self, **kwargs: Any):
         """Trace and rank plots of the hyperparameters (:func:`multilevel.plots.plot_trace`)."""
         from multilevel.plots import plot_trace
@@ -208,6 +265,13 @@ class HierarchicalFit:
         from multilevel.report import text_summary
 
         return text_summary(self, prob)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to one file that :func:`multilevel.fit.load_fit` reads back
+        (format: :mod:`multilevel.persistence`)."""
+        from multilevel.persistence import save_fit
+
+        return save_fit(self, path)
 
     def _repr_html_(self) -> str:
         from multilevel.report import html_summary
