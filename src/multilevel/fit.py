@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from multilevel.design import Design, build_design, collapse_binomial
 from multilevel.persistence import load_fit
 from multilevel.priors import ResolvedPriors, resolve_priors
 from multilevel.sampling import diagnostics_table, sample_model
+from multilevel.sensitivity import sensitivity_check
 from multilevel.spec import ModelSpec
 from multilevel.spec_io import as_spec, load_data
 from multilevel.summaries import (
@@ -141,7 +143,12 @@ class HierarchicalFit:
         return table
 
     def diagnostics(self) -> pd.DataFrame:
-        """Convergence checks with thresholds and remedies (see :mod:`multilevel.sampling`)."""
+        """Convergence checks with thresholds and remedies (see :mod:`multilevel.sampling`),
+        prior sensitivity (:mod:`multilevel.sensitivity`) and the parameterization used."""
+        return self._diagnostics.copy()
+
+    @cached_property
+    def _diagnostics(self) -> pd.DataFrame:
         names = [naming.FIXED, naming.SIGMA]
         for g in self.design.groups:
             names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
@@ -152,7 +159,7 @@ class HierarchicalFit:
         )
         row = pd.DataFrame([{"check": "parameterization", "value": float("nan"),
                              "threshold": self.parameterization, "ok": True, "remedy": why}])
-        return pd.concat([table, row], ignore_index=True)
+        return pd.concat([table, sensitivity_check(self), row], ignore_index=True)
 
     def compare(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Every parameter side by side: posterior mean, median, interval and the frequentist
@@ -366,7 +373,11 @@ def fit_hierarchical(
         method = frequentist if isinstance(frequentist, str) else None
         freq = fit_frequentist(spec, data, method=method, missing=missing)
     fit = HierarchicalFit(spec, design, model, idata, priors, param, freq, notes)
-    bad = fit.diagnostics().query("not ok")
+    checks = fit.diagnostics()
+    prior = checks["check"] == "prior_sensitivity"
+    bad = checks[~prior].query("not ok")
+    if not checks[prior].query("not ok").empty:
+        warnings.warn("Prior sensitivity: " + checks[prior]["remedy"].item(), UserWarning, stacklevel=2)
     if not bad.empty:
         warnings.warn(
             "Sampler checks failed: " + "; ".join(

@@ -152,7 +152,7 @@ def fit_meta_reml(
     g = design.groups[0]
     ranef = pd.DataFrame({"group": g.factor, "level": list(g.levels), "term": "(Intercept)",
                           "estimate": modes, "cond_sd": np.sqrt(cond_var)})
-    s2 = typical_within_variance(design.se)
+    s2 = typical_within_variance(design.se, design.X)
     messages = ("boundary (singular) fit: tau^2 = 0",) if tau2 == 0.0 else ()
     return MetaAnalysisFit(
         spec=spec, method="REML", beta=pd.Series(beta, index=names, name="estimate"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pymc as pm
+import xarray as xr
 
 from multilevel import naming
 from multilevel.builders.model import build_model
@@ -64,6 +65,10 @@ def prior_predictive(
     model = build_model(design, parameterization="noncentered", priors=resolve_priors(design))
     with model:
         idata = pm.sample_prior_predictive(draws=draws, random_seed=seed)
+    if design.trials is not None:
+        idata["constant_data"] = xr.DataTree(
+            xr.Dataset({"trials": (naming.OBS_DIM, design.trials)})
+        )
     idata.attrs["multilevel_spec"] = spec.to_toml()
     idata.attrs["multilevel_response"] = naming.RESPONSE
     return idata

@@ -125,7 +125,11 @@ def _check_prior(target: str, prior: Prior, *, scale: bool, lkj: bool = False) -
         want = "LKJ(eta=...)" if lkj else "a distribution other than LKJ"
         raise SpecError(f"The prior for {target!r} must be {want}, got {prior}.")
     if prior.dist == "Flat" and (scale or lkj):
-        raise SpecError(f"A Flat prior is only allowed on fixed effects, not on {target!r}.")
+        raise SpecError(
+            f"A Flat prior is only allowed on fixed effects, not on {target!r}: use a proper "
+            + ("LKJ(eta=...)" if lkj else "scale prior: " + ", ".join(
+                d for d, (_, is_scale) in DISTRIBUTIONS.items() if is_scale)) + "."
+        )
     if scale and not is_scale:
         raise SpecError(
             f"{target!r} is a standard deviation, so its prior must be positive: use one of "

@@ -17,7 +17,8 @@ ICC (Nakagawa, Johnson and Schielzeth 2017; R's ``performance::icc``), per poste
   variance including that explained by the fixed effects;
 * ``I2``, instead of the above for known standard errors (meta-analysis): Higgins and
   Thompson's heterogeneity share ``tau^2 / (tau^2 + s^2)`` with the typical within-study
-  variance ``s^2`` (:func:`typical_within_variance`) as the level-1 variance;
+  variance ``s^2`` (:func:`typical_within_variance`; residual after the moderators, as metafor)
+  as the level-1 variance;
 * ``at_x0``, only with random slopes: ``tau_k0^2 / (sum_l tau_l0^2 + sigma_e^2)`` using only the
   intercept variances, i.e. the ICC of two observations with all varying covariates at 0.
 
@@ -93,9 +94,10 @@ def variance_components_table(posterior: xr.Dataset, design: Design, prob: float
     return summarize(labelled, prob)
 
 
-def typical_within_variance(se: np.ndarray) -> float:
-    """Higgins and Thompson's (2002) typical within-study variance
-    ``s^2 = (k - 1) sum w / ((sum w)^2 - sum w^2)``, ``w = 1 / se^2``.
+def typical_within_variance(se: np.ndarray, X: np.ndarray | None = None) -> float:
+    """Typical within-study variance ``s^2 = (k - p) / tr(P)``, ``P = W - W X (X'WX)^-1 X'W``,
+    ``W = diag(1 / se^2)`` (metafor's ``I^2`` for meta-regression); with an intercept only this
+    is Higgins and Thompson's (2002) ``(k - 1) sum w / ((sum w)^2 - sum w^2)``.
 
     Examples
     --------
@@ -103,7 +105,10 @@ def typical_within_variance(se: np.ndarray) -> float:
     4.0
     """
     w = 1.0 / np.asarray(se, dtype=float) ** 2
-    return float((len(w) - 1) * w.sum() / (w.sum() ** 2 - (w**2).sum()))
+    X = np.ones((len(w), 1)) if X is None else np.asarray(X, dtype=float)
+    wx = X * w[:, None]
+    trace_p = w.sum() - np.trace(np.linalg.solve(X.T @ wx, wx.T @ wx))
+    return float((len(w) - X.shape[1]) / trace_p)
 
 
 def residual_variance_draws(posterior: xr.Dataset, design: Design) -> np.ndarray:
@@ -113,7 +118,7 @@ def residual_variance_draws(posterior: xr.Dataset, design: Design) -> np.ndarray
     if design.spec.is_logistic:
         return np.full(shape, np.pi**2 / 3)
     if design.se is not None:
-        return np.full(shape, typical_within_variance(design.se))
+        return np.full(shape, typical_within_variance(design.se, design.X))
     return draws_of(posterior, naming.SIGMA) ** 2
 
 
