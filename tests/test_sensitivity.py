@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -78,9 +80,27 @@ def test_log_prior_sums_the_top_level_priors(sleepstudy):
 
 def test_default_priors_raise_no_flag(sleepstudy):
     fit = _fit(sleepstudy)
+    assert fit.parameterization == "marginal"
+    # The marginal fit power-scales the marginal likelihood it was sampled with: check it
+    # against a dense multivariate normal density of y at a few draws.
+    marginal = summed_log_likelihood(fit)
+    post, d = fit.posterior, fit.design
+    for c, k in [(0, 0), (1, 17), (3, 999)]:
+        point = post.isel(chain=c, draw=k)
+        sd, cor = point["sd_Subject"].to_numpy(), point["cor_Subject"].to_numpy()
+        cov_u = sd[:, None] * cor * sd[None, :]
+        g = d.groups[0]
+        Z = np.zeros((d.n_obs, g.n_levels * 2))
+        for t in range(2):
+            Z[np.arange(d.n_obs), g.index * 2 + t] = g.Z[:, t]
+        V = Z @ np.kron(np.eye(g.n_levels), cov_u) @ Z.T + float(point["sigma"]) ** 2 * np.eye(d.n_obs)
+        dense = stats.multivariate_normal(d.X @ point["b"].to_numpy(), V).logpdf(d.y)
+        assert marginal[c, k] == pytest.approx(dense, rel=1e-10)
+    # The conditional path sums the pointwise log-likelihood a block of draws at a time.
+    conditional = dataclasses.replace(fit, parameterization="noncentered")
     pointwise = with_log_likelihood(fit)["log_likelihood"]["y"].transpose("chain", "draw", "obs")
     for block in (1000, 2_000_000):  # 5 draws or whole chains at a time
-        np.testing.assert_allclose(summed_log_likelihood(fit, block=block),
+        np.testing.assert_allclose(summed_log_likelihood(conditional, block=block),
                                    pointwise.to_numpy().sum(axis=-1), rtol=1e-12)
     table = prior_sensitivity(fit)
     print(table.to_string())

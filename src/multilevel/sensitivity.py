@@ -138,11 +138,17 @@ def _labelled_draws(fit: HierarchicalFit) -> dict[str, np.ndarray]:
 
 
 def summed_log_likelihood(fit: HierarchicalFit, block: int = 2_000_000) -> np.ndarray:
-    """``(chain, draw)`` log-likelihood of all rows, :func:`multilevel.loglik.
-    pointwise_log_likelihood` summed over the observations, computed a block of draws at a
-    time (about ``block`` values) so that memory stays O(block), not O(draws x rows)."""
+    """``(chain, draw)`` log-likelihood of all rows at every draw.
+
+    For the marginal parameterization this is the marginal likelihood
+    ``log p(y | beta, Sigma, sigma)`` the sampler used, from the sufficient statistics
+    (O(groups) per draw); otherwise :func:`multilevel.loglik.pointwise_log_likelihood` summed over
+    the observations, a block of draws at a time (about ``block`` values) so that memory stays
+    O(block), not O(draws x rows)."""
     post = fit.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    if fit.parameterization == "marginal":
+        return _marginal_log_likelihood(fit).reshape(n_chain, n_draw)
     step = max(1, block // max(1, fit.design.n_obs))
     out = np.empty((n_chain, n_draw))
     for c in range(n_chain):
@@ -151,6 +157,24 @@ def summed_log_likelihood(fit: HierarchicalFit, block: int = 2_000_000) -> np.nd
             sub = dataclasses.replace(fit, idata=xr.DataTree.from_dict({"posterior": part}))
             out[c, start:start + step] = pointwise_log_likelihood(sub).sum(axis=-1)[0]
     return out
+
+
+def _marginal_log_likelihood(fit: HierarchicalFit) -> np.ndarray:
+    from multilevel.builders.fastrecover import marginal_loglik_draws
+    from multilevel.builders.marginal import sufficient_stats
+    from multilevel.summaries.tables import covariance_draws
+
+    design = fit.design
+    g = design.groups[0]
+    stats = sufficient_stats(design)
+    post = fit.posterior
+    beta = draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1])
+    sigma = draws_of(post, naming.SIGMA).ravel()
+    cov = covariance_draws(post, g).reshape(-1, g.n_terms, g.n_terms)
+    lam = np.linalg.cholesky(cov + 1e-300 * np.eye(g.n_terms))
+    return marginal_loglik_draws(np.ascontiguousarray(beta), np.ascontiguousarray(lam), sigma,
+                                 stats.ztz, stats.ztx, stats.zty, stats.xtx, stats.xty, stats.yty,
+                                 float(stats.n.sum()))
 
 
 def _diagnose(prior: float, likelihood: float, threshold: float) -> str:

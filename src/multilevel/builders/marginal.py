@@ -174,30 +174,24 @@ def _lambda_draws(posterior: xr.Dataset, factor: str, q: int) -> np.ndarray:
 
 def recover_group_effects(idata, design: Design, seed: int | None = None):
     """Add exact draws of the group effects ``u`` to the posterior (module docstring)."""
+    from multilevel.builders.fastrecover import recover_draws
+
     g = design.groups[0]
     stats = sufficient_stats(design)
     post = idata["posterior"].to_dataset()
-    b = post[naming.FIXED].transpose("chain", "draw", ...).to_numpy()
-    sigma = post[naming.SIGMA].transpose("chain", "draw").to_numpy()
-    lam = _lambda_draws(post, g.factor, g.n_terms)
-    rng = np.random.default_rng(seed)
-    q = g.n_terms
-    ztr = stats.zty[None, None] - np.einsum("gqp,cdp->cdgq", stats.ztx, b)
-    w = np.einsum("cdgb,cdba->cdga", ztr, lam)
-    m = np.eye(q) + np.einsum("cdba,gbe,cdef->cdgaf", lam, stats.ztz, lam) / sigma[
-        ..., None, None, None
-    ] ** 2
-    chol = np.linalg.cholesky(m)
-    mean = np.linalg.solve(m, w[..., None])[..., 0] / sigma[..., None, None] ** 2
-    eps = rng.standard_normal(mean.shape)
-    # v = mean + chol^{-T} eps has covariance M^{-1}
-    noise = np.linalg.solve(np.swapaxes(chol, -1, -2), eps[..., None])[..., 0]
-    u = np.einsum("cdab,cdgb->cdga", lam, mean + noise)
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    b = post[naming.FIXED].transpose("chain", "draw", ...).to_numpy().reshape(n_chain * n_draw, -1)
+    sigma = post[naming.SIGMA].transpose("chain", "draw").to_numpy().ravel()
+    lam = _lambda_draws(post, g.factor, g.n_terms).reshape(n_chain * n_draw, g.n_terms, g.n_terms)
+    eps = np.random.default_rng(seed).standard_normal((n_chain * n_draw, g.n_levels, g.n_terms))
+    u = recover_draws(np.ascontiguousarray(b), np.ascontiguousarray(lam), sigma, stats.ztz,
+                      stats.ztx, stats.zty, eps)
+    u = u.reshape(n_chain, n_draw, g.n_levels, g.n_terms)
     dims = ("chain", "draw", naming.level_dim(g.factor), naming.term_dim(g.factor))
     coords = {
         "chain": post["chain"], "draw": post["draw"],
         naming.level_dim(g.factor): list(g.levels), naming.term_dim(g.factor): list(g.term_names),
     }
-    new_post = post.assign({naming.effect_name(g.factor): xr.DataArray(u, dims=dims, coords=coords)})
-    idata["posterior"] = xr.DataTree(new_post)
+    effect = xr.DataArray(u, dims=dims, coords=coords)
+    idata["posterior"] = xr.DataTree(post.assign({naming.effect_name(g.factor): effect}))
     return idata
