@@ -8,7 +8,7 @@ Examples
 'log_radon ~ 1 + floor + (1 | county)'
 """
 
-from multilevel import course, datasets
+from multilevel import course, datasets, plots
 from multilevel.builders.named import (
     meta_analysis,
     multilevel_logistic,
@@ -18,6 +18,7 @@ from multilevel.builders.named import (
 from multilevel.course import compare_models
 from multilevel.errors import DataError, SpecError
 from multilevel.fit import HierarchicalFit, fit_hierarchical
+from multilevel.prior_predictive import prior_predictive, prior_summary
 from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
 from multilevel.spec_io import load_spec
 
@@ -35,6 +36,9 @@ __all__ = [
     "fit_hierarchical",
     "load_spec",
     "meta_analysis",
+    "plots",
+    "prior_predictive",
+    "prior_summary",
     "multilevel_logistic",
     "varying_intercept",
     "varying_slope",
