@@ -27,8 +27,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 from formulae import design_matrices, model_description
+from formulae.environment import Environment
 
 from multilevel.errors import DataError, SpecError
+from multilevel.formula import SAFE_NAMESPACE, check_safe
 from multilevel.spec import GroupTerm, ModelSpec
 
 __all__ = ["Design", "GroupDesign", "build_design", "collapse_binomial", "lme4_name", "used_columns"]
@@ -106,11 +108,37 @@ def lme4_name(label: str) -> str:
 def _term_columns(term: str) -> set[str]:
     if term == "1":
         return set()
+    check_safe(term, where="term")
     desc = model_description(term)
     names: set[str] = set()
     for t in desc.terms:
         names |= {v for v in getattr(t, "var_names", set()) if v}
     return names
+
+
+def _numeric_inputs(term: str) -> set[str]:
+    """Columns that a numeric transform (``log(x)``, ``I(x^2)``, ...) of ``term`` reads."""
+    if "(" not in term:
+        return set()
+    check_safe(term, where="term")
+    out: set[str] = set()
+    for t in model_description(term).terms:
+        for c in getattr(t, "components", []):
+            if type(c).__name__ == "Call" and not c.name.startswith("C("):
+                out |= {v for v in c.var_names if v}
+    return out
+
+
+def _check_transforms(frame: pd.DataFrame, spec: ModelSpec) -> None:
+    terms = list(spec.fixed) + [t for g in spec.groups for t in g.slopes]
+    for term in terms:
+        for col in sorted(_numeric_inputs(term)):
+            if not pd.api.types.is_numeric_dtype(frame[col]):
+                raise DataError(
+                    f"The term {term!r} applies a numeric transform to column {col!r}, which is "
+                    f"not numeric (dtype {frame[col].dtype}): convert the column to numbers, or "
+                    "use it without the transform as a factor."
+                )
 
 
 def used_columns(spec: ModelSpec) -> list[str]:
@@ -142,35 +170,89 @@ def _check_columns(spec: ModelSpec, df: pd.DataFrame) -> list[str]:
                 f"Column {col!r} used by the model is not in the data.{hint} "
                 f"Available columns: {', '.join(map(str, df.columns[:20]))}."
             )
+        copies = int(np.sum(df.columns == col))
+        if copies > 1:
+            raise DataError(
+                f"Column {col!r} appears {copies} times in the DataFrame: rename or drop the "
+                "duplicates (df.loc[:, ~df.columns.duplicated()])."
+            )
+    rhs = {c for t in spec.fixed for c in _term_columns(t)}
+    rhs |= {c for g in spec.groups for t in g.slopes for c in _term_columns(t)}
+    for name in (spec.response, spec.trials, spec.failures, spec.se):
+        if name in rhs:
+            raise SpecError(
+                f"Column {name!r} is the response (or its trials/standard errors) and also a "
+                "predictor: remove it from the right-hand side."
+            )
+    unused = sorted(set(spec.level_order) - set(cols))
+    if unused:
+        raise SpecError(
+            f"levels= is given for {', '.join(map(repr, unused))}, which the model does not use: "
+            "remove it, or check the column name."
+        )
     return cols
 
 
-def _handle_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, int]:
+def _rows(k: int) -> str:
+    return f"{k} row" if k == 1 else f"{k} rows"
+
+
+def _missing_mask(frame: pd.DataFrame) -> pd.DataFrame:
     bad = frame.isna()
     for col in frame.columns:
-        if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
-            bad[col] |= ~np.isfinite(frame[col].to_numpy(dtype=float, na_value=np.nan))
+        s = frame[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            if pd.api.types.is_complex_dtype(s):
+                raise DataError(
+                    f"Column {col!r} holds complex numbers: use its real part or its modulus."
+                )
+            bad[col] |= ~np.isfinite(s.to_numpy(dtype=float, na_value=np.nan))
+    return bad
+
+
+def _role(col: str, spec: ModelSpec) -> str:
+    if col == spec.response:
+        return "Response"
+    if any(col in g.columns for g in spec.groups):
+        return "Grouping factor"
+    return "Column"
+
+
+def _handle_missing(
+    frame: pd.DataFrame, missing: str, spec: ModelSpec
+) -> tuple[pd.DataFrame, int]:
+    bad = _missing_mask(frame)
+    n = len(frame)
+    for col in frame.columns:
+        if bad[col].all():
+            raise DataError(
+                f"{_role(col, spec)} {col!r} is entirely missing: all {n} values are NaN, None or "
+                "infinite. Check how the column was read or merged; a model cannot use it."
+            )
     rows = bad.any(axis=1)
     if not rows.any():
         return frame, 0
+    per_col = {c: int(bad[c].sum()) for c in frame.columns if bad[c].any()}
     if missing == "drop":
-        n = int(rows.sum())
-        per_col = {c: int(bad[c].sum()) for c in frame.columns if bad[c].any()}
         warnings.warn(
-            f"missing='drop': dropped {n} of {len(frame)} rows with NaN or inf values "
+            f"missing='drop': dropped {int(rows.sum())} of {n} rows with NaN or inf values "
             f"(by column: {per_col}).",
             UserWarning,
             stacklevel=3,
         )
         kept = frame.loc[~rows]
         if kept.empty:
-            raise DataError("Every row has a missing value in a used column; nothing is left.")
-        return kept, n
-    col = next(c for c in frame.columns if bad[c].any())
+            raise DataError(
+                f"Every row has a missing value in a used column (by column: {per_col}); "
+                "nothing is left to fit."
+            )
+        return kept, int(rows.sum())
+    (first, count), *others = per_col.items()
+    also = "".join(f"; {_role(c, spec).lower()} {c!r} has {k}" for c, k in others)
     raise DataError(
-        f"Column {col!r} has {int(bad[col].sum())} NaN or infinite values (of {len(frame)} rows). "
-        "Fill or remove them, or pass missing='drop' to drop those rows (the fit reports how "
-        "many)."
+        f"{_role(first, spec)} {first!r} has {count} NaN or infinite values (of {n} rows){also}. "
+        f"Fill or remove them, or pass missing='drop' to drop the {_rows(int(rows.sum()))} "
+        "concerned (the fit reports how many)."
     )
 
 
@@ -187,9 +269,10 @@ def _order_levels(frame: pd.DataFrame, spec: ModelSpec, skip: set[str]) -> pd.Da
             if unknown:
                 raise DataError(
                     f"Column {col!r} has values {sorted(unknown)[:5]} missing from the level "
-                    f"order given for it {list(order[col])}: add them."
+                    f"order given for it {list(order[col])}: add them to levels[{col!r}]."
                 )
-            frame[col] = pd.Categorical(s.astype(str), categories=list(order[col]), ordered=True)
+            present = [lv for lv in order[col] if lv in values]  # unused levels: no columns
+            frame[col] = pd.Categorical(s.astype(str), categories=present, ordered=True)
         elif isinstance(s.dtype, pd.CategoricalDtype):
             used = [c for c in s.cat.categories if c in set(s.unique())]
             frame[col] = pd.Categorical(s, categories=used, ordered=True)
@@ -209,6 +292,12 @@ def _order_levels(frame: pd.DataFrame, spec: ModelSpec, skip: set[str]) -> pd.Da
             raise DataError(
                 f"Predictor column {col!r} has dtype {s.dtype}, which is neither numeric nor "
                 "categorical: convert it (e.g. a date to a number of days) first."
+            )
+        if isinstance(frame[col].dtype, pd.CategoricalDtype) and len(frame[col].cat.categories) < 2:
+            raise DataError(
+                f"Predictor {col!r} is a factor with a single level "
+                f"({list(frame[col].cat.categories)}): it is constant, so its effect is not "
+                "identified. Drop it, or check how the data were filtered."
             )
     return frame
 
@@ -234,59 +323,205 @@ def _group_index(frame: pd.DataFrame, term: GroupTerm, order: dict) -> tuple[np.
     return index.astype(np.int64).ravel(), labels
 
 
-def _matrix(rhs: str, frame: pd.DataFrame, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+_ENV = Environment([SAFE_NAMESPACE])  # formulae looks names up in the data, then only here
+
+
+def _matrix(
+    rhs: str, frame: pd.DataFrame, where: str
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Columns, their lme4 names, and the term each column comes from."""
+    check_safe(rhs, where=where)
     try:
-        dm = design_matrices(rhs, frame, na_action="error")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # log(0) etc.: checked below
+            dm = design_matrices(rhs, frame, na_action="error", env=_ENV)
     except Exception as err:
-        raise DataError(f"Cannot build the {where} from {rhs!r}: {err}") from None
+        raise DataError(f"Cannot build the {where} from {rhs!r}: {err!r}") from None
     common = dm.common
     labels: list[str] = []
+    terms: list[str] = []
     for name, term_slice in common.slices.items():
         labels += common.terms[name].labels if hasattr(common.terms[name], "labels") else [name]
-        assert term_slice.stop - term_slice.start == len(common.terms[name].labels)
-    return np.asarray(common.design_matrix, dtype=float), tuple(lme4_name(x) for x in labels)
+        terms += [name] * (term_slice.stop - term_slice.start)
+    X = np.asarray(common.design_matrix, dtype=float)
+    names = tuple(lme4_name(x) for x in labels)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        j = int(np.argmax(bad.any(axis=0)))
+        raise DataError(
+            f"Term {terms[j]!r} of the {where} has {int(bad[:, j].sum())} NaN or infinite values "
+            f"(of {len(X)} rows) after its transform, e.g. log or sqrt of values <= 0 or a power "
+            "that overflows: shift or filter the data, or choose another transform."
+        )
+    return X, names, tuple(terms)
+
+
+def _numeric_counts(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:
+    s = frame[col]
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise DataError(
+            f"{what} {col!r} must hold whole-number counts, but has dtype {s.dtype}: convert it "
+            "with pd.to_numeric or choose the right column."
+        )
+    arr = s.to_numpy(dtype=float)
+    if np.any(arr < 0) or np.any(arr != np.round(arr)):
+        bad = int(np.sum((arr < 0) | (arr != np.round(arr))))
+        raise DataError(
+            f"Binomial counts in {col!r} must be non-negative whole numbers; found "
+            f"{_rows(bad)} with negative or fractional values."
+        )
+    return arr
+
+
+def _bernoulli(s: pd.Series, col: str, order: tuple[str, ...] | None) -> np.ndarray:
+    values = s.unique().tolist()
+    if pd.api.types.is_bool_dtype(s) or (
+        pd.api.types.is_numeric_dtype(s) and set(values) <= {0, 1}
+    ):
+        return s.to_numpy(dtype=float)
+    if order is not None:
+        levels = [lv for lv in order if lv in {str(v) for v in values}]
+        s = s.astype(str)
+    elif isinstance(s.dtype, pd.CategoricalDtype):
+        levels = [lv for lv in s.cat.categories if lv in set(values)]
+    else:
+        levels = sorted(values, key=str)
+    if len(levels) != 2 or pd.api.types.is_numeric_dtype(s):
+        raise DataError(
+            f"Response {col!r} of a bernoulli model must be 0/1, boolean or have exactly two "
+            f"levels; it has values {sorted(values, key=str)[:6]}. Recode it (the second level, "
+            "or levels= in the spec, marks a success), or use family='gaussian'."
+        )
+    return (s == levels[1]).to_numpy(dtype=float)
 
 
 def _response(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray | None]:
     col = spec.response
     s = frame[col]
     if spec.family == "bernoulli":
-        if pd.api.types.is_bool_dtype(s):
-            return s.to_numpy(dtype=float), None
-        if pd.api.types.is_numeric_dtype(s) and set(np.unique(s)) <= {0, 1}:
-            return s.to_numpy(dtype=float), None
-        levels = (
-            list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype)
-            else sorted(s.unique().tolist(), key=str)
+        y, n = _bernoulli(s, col, spec.level_order.get(col)), None
+    elif not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise DataError(
+            f"Response {col!r} must be numeric for family={spec.family!r}, has dtype {s.dtype}: "
+            "convert it with pd.to_numeric, or use family='bernoulli' for a two-level outcome."
         )
-        levels = [lv for lv in levels if lv in set(s.unique())]
-        if len(levels) != 2 or pd.api.types.is_numeric_dtype(s):
-            raise DataError(
-                f"Response {col!r} of a bernoulli model must be 0/1, boolean or have exactly two "
-                f"levels; it has values {levels[:6]}. Recode it, or use family='gaussian'."
-            )
-        return (s == levels[1]).to_numpy(dtype=float), None
-    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        raise DataError(f"Response {col!r} must be numeric for family={spec.family!r}, has {s.dtype}.")
-    y = s.to_numpy(dtype=float)
-    if spec.family == "gaussian":
+    elif spec.family == "gaussian":
+        y = s.to_numpy(dtype=float)
         if np.ptp(y) == 0:
             raise DataError(f"Response {col!r} is constant ({y[0]:g}): there is nothing to model.")
         return y, None
-    if spec.trials:
-        n = frame[spec.trials].to_numpy(dtype=float)
     else:
-        n = y + frame[spec.failures].to_numpy(dtype=float)
-    for name, arr in ((col, y), (spec.trials or spec.failures, n)):
-        if np.any(arr < 0) or np.any(arr != np.round(arr)):
-            raise DataError(f"Binomial counts in {name!r} must be non-negative whole numbers.")
-    over = int(np.sum(y > n))
-    if over:
+        y = _numeric_counts(frame, col, "The successes")
+        if spec.trials:
+            n = _numeric_counts(frame, spec.trials, "The trials")
+        else:
+            n = y + _numeric_counts(frame, spec.failures, "The failures")
+        over = int(np.sum(y > n))
+        if over:
+            raise DataError(
+                f"Successes {col!r} exceed the trials "
+                f"{spec.trials or 'successes + failures'!r} in {_rows(over)}: check that the "
+                "trials column counts all trials (cbind(s, n - s) reads n as the trials)."
+            )
+    total = len(y) if n is None else float(n.sum())
+    if y.sum() in (0, total):
+        outcome = "a failure" if y.sum() == 0 else "a success"
         raise DataError(
-            f"Successes {col!r} exceed the trials in {over} rows: check that trials is "
-            f"{spec.trials or 'successes + failures'}."
+            f"Every outcome of response {col!r} is {outcome}: a logistic model needs both "
+            "successes and failures (its intercept would be infinite)."
         )
     return y, n
+
+
+def _check_groups(term: GroupTerm, levels: tuple, n_rows: int, spec: ModelSpec,
+                  trials: np.ndarray | None) -> None:
+    if len(levels) < 2:
+        raise DataError(
+            f"Grouping factor {term.factor!r} has {len(levels)} level(s): a multilevel model "
+            "needs at least two groups (five or more to estimate a variance well)."
+        )
+    single_ok = spec.se is not None or (trials is not None and bool(np.any(trials > 1)))
+    if len(levels) == n_rows and not single_ok:
+        residual = "residual variance" if spec.family == "gaussian" else "0/1 outcome noise"
+        raise DataError(
+            f"Every group of {term.factor!r} has a single row, so its variance cannot be told "
+            f"apart from the {residual}: check the grouping column (is it a row id?)."
+        )
+
+
+def _warn_slopes(group: GroupDesign, term: GroupTerm, z_terms: tuple[str, ...]) -> None:
+    """Warn about a varying slope whose column is constant within every group."""
+    lo = np.full((group.n_levels, group.n_terms), np.inf)
+    hi = np.full((group.n_levels, group.n_terms), -np.inf)
+    np.minimum.at(lo, group.index, group.Z)
+    np.maximum.at(hi, group.index, group.Z)
+    flat = np.all(hi - lo == 0, axis=0)
+    for name in dict.fromkeys(
+        z_terms[k] for k in range(group.n_terms) if flat[k] and group.term_names[k] != "(Intercept)"
+    ):
+        warnings.warn(
+            f"The varying slope of {name!r} in {term.to_formula()} does not vary within any group "
+            f"of {term.factor!r}: {name} is constant within every group, so its group-level "
+            "variance is not identified (only the intercept can absorb between-group "
+            f"differences). Drop {name} from the group term and keep it as a fixed effect.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _separation_warning(what: str, design: Design) -> None:
+    warnings.warn(
+        f"Perfect separation: {what} in {design.spec.response!r}. Its maximum-likelihood "
+        "estimate is infinite and its posterior is set by the prior: merge sparse levels, give "
+        "it an informative prior (e.g. priors={'b': Prior('Normal', mu=0, sigma=2.5)}), or drop "
+        "the term.",
+        UserWarning,
+        stacklevel=5,
+    )
+
+
+def _warn_separation(design: Design, terms: tuple[str, ...]) -> None:
+    """Warn when one factor level has only successes or only failures, or one fixed-effect
+    column alone separates successes from failures (cheap, one column at a time)."""
+    n = design.trials if design.trials is not None else np.ones_like(design.y)
+    success, failure = design.y > 0, design.y < n
+    if not success.any() or not failure.any():
+        return
+    factors = set()
+    for term in dict.fromkeys(terms):
+        cols = _term_columns(term) if term != "Intercept" else set()
+        col = next(iter(cols)) if len(cols) == 1 else None
+        if col is None or not isinstance(design.frame[col].dtype, pd.CategoricalDtype):
+            continue
+        factors.add(term)
+        cat = design.frame[col].cat
+        wins = np.bincount(cat.codes, weights=design.y, minlength=len(cat.categories))
+        tries = np.bincount(cat.codes, weights=n, minlength=len(cat.categories))
+        for level, w, t in zip(cat.categories, wins, tries, strict=True):
+            if t > 0 and w in (0, t):
+                outcome = "successes" if w else "failures"
+                _separation_warning(
+                    f"level {str(level)!r} of {col!r} (term {term!r}) has only {outcome}", design
+                )
+    for j, name in enumerate(design.fixed_names):
+        if name == "(Intercept)" or terms[j] in factors:
+            continue
+        x = design.X[:, j]
+        xs, xf = x[success], x[failure]
+        if xf.max() <= xs.min():
+            high, low, cut = "success", "failure", xf.max()
+        elif xs.max() <= xf.min():
+            high, low, cut = "failure", "success", xs.max()
+        else:
+            continue
+        how = (
+            f"every row with {name} = 1 is a {high}" if set(np.unique(x)) <= {0.0, 1.0}
+            else f"every {high} has {name} >= {cut:g} and every {low} has {name} <= {cut:g}"
+        )
+        _separation_warning(
+            f"the fixed-effect term {terms[j]!r} (column {name!r}) predicts the outcome ({how})",
+            design,
+        )
 
 
 def _check_fixed(X: np.ndarray, names: tuple[str, ...], n_params: int) -> None:
@@ -329,6 +564,20 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     -------
     Design
 
+    Raises
+    ------
+    DataError
+        When the data do not fit the model; the message names the column or term and a fix.
+    SpecError
+        When an argument is wrong (``df`` not a DataFrame, an unknown ``missing``, ``levels``
+        for a column the model does not use, the response used as a predictor).
+
+    Warns
+    -----
+    UserWarning
+        A varying slope whose column is constant within every group; a logistic model whose
+        outcome one fixed-effect column separates perfectly; rows dropped by ``missing='drop'``.
+
     Examples
     --------
     >>> from multilevel import datasets, ModelSpec
@@ -337,45 +586,50 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     >>> d.X.shape, d.groups[0].term_names, d.groups[0].n_levels
     ((180, 2), ('(Intercept)', 'Days'), 18)
     """
+    if not isinstance(spec, ModelSpec):
+        raise SpecError(f"spec must be a ModelSpec, got {type(spec).__name__}.")
     if not isinstance(df, pd.DataFrame):
-        raise DataError(f"Data must be a pandas DataFrame, got {type(df).__name__}.")
+        raise SpecError(
+            f"Argument 'df' (the data) must be a pandas DataFrame, got {type(df).__name__}: "
+            "wrap it with pd.DataFrame(...)."
+        )
     if missing not in ("error", "drop"):
         raise SpecError(f"missing={missing!r} is not an option: use 'error' or 'drop'.")
     if df.empty:
         raise DataError("The DataFrame is empty: there is nothing to fit.")
     cols = _check_columns(spec, df)
     frame = df.loc[:, cols].copy()
-    frame, dropped = _handle_missing(frame, missing)
+    frame, dropped = _handle_missing(frame, missing, spec)
     frame = frame.reset_index(drop=True)
     factor_cols = {c for g in spec.groups for c in g.columns}
     skip = {spec.response, spec.trials, spec.failures, spec.se} | factor_cols
     frame = _order_levels(frame, spec, skip - {None})
+    _check_transforms(frame, spec)
     y, trials = _response(frame, spec)
     rhs = " + ".join(["1" if spec.intercept else "0", *spec.fixed])
-    X, names = _matrix(rhs, frame, "fixed-effect matrix")
-    groups = []
+    X, names, x_terms = _matrix(rhs, frame, "fixed-effect matrix")
+    groups, z_terms = [], []
     for term in spec.groups:
         index, levels = _group_index(frame, term, spec.level_order)
-        if len(levels) < 2:
-            raise DataError(
-                f"Grouping factor {term.factor!r} has {len(levels)} level(s): a multilevel model "
-                "needs at least two groups (five or more to estimate a variance well)."
-            )
-        if len(levels) == len(frame) and spec.family == "gaussian" and spec.se is None:
-            raise DataError(
-                f"Every group of {term.factor!r} has a single row, so its variance cannot be told "
-                "apart from the residual variance: check the grouping column."
-            )
+        _check_groups(term, levels, len(frame), spec, trials)
         z_rhs = " + ".join(["1" if term.intercept else "0", *term.slopes])
-        Z, z_names = _matrix(z_rhs, frame, f"varying terms of {term.factor!r}")
+        Z, z_names, terms = _matrix(z_rhs, frame, f"varying terms of {term.factor!r}")
         groups.append(
             GroupDesign(term.factor, index, levels, Z, z_names, term.correlated, term.intercept)
         )
+        z_terms.append(terms)
     n_params = X.shape[1] + sum(g.n_terms for g in groups) + (
         spec.family == "gaussian" and spec.se is None
     )
     _check_fixed(X, names, n_params)
-    return Design(spec, y, X, names, tuple(groups), frame, trials, dropped, _known_se(frame, spec))
+    design = Design(
+        spec, y, X, names, tuple(groups), frame, trials, dropped, _known_se(frame, spec)
+    )
+    for group, term, terms in zip(groups, spec.groups, z_terms, strict=True):
+        _warn_slopes(group, term, terms)
+    if spec.is_logistic:
+        _warn_separation(design, x_terms)
+    return design
 
 
 def _known_se(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray | None:
@@ -388,7 +642,8 @@ def _known_se(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray | None:
     bad = int(np.sum(se <= 0))
     if bad:
         raise DataError(
-            f"Standard errors {spec.se!r} must be positive; {bad} rows are zero or negative."
+            f"Standard errors {spec.se!r} must be positive; found {_rows(bad)} with zero or "
+            "negative values."
         )
     return se
 

@@ -18,9 +18,12 @@ Supported, with lme4's meaning:
 ============================  ===========================================================
 
 The bar terms are split off here; the fixed part and each bar term's left-hand side are parsed
-by formulae. Formulas are data, not code: only whitelisted functions may appear, and
-attribute access, subscripts, strings, lambdas and dunder names are rejected before formulae
-evaluates anything.
+by formulae. Formulas are data, not code: :func:`check_safe` admits only column names,
+numbers, the formula operators, a power inside ``I()`` and the transforms ``I``, ``log``,
+``log2``, ``log10``, ``exp``, ``sqrt``, ``abs``, ``scale``, ``center`` and ``C`` (one argument
+each); attribute access, subscripts, strings, lambdas, keywords and dunder names are rejected
+before formulae sees the text, and formulae evaluates calls in :data:`SAFE_NAMESPACE` only.
+Choose a factor's reference level with ``levels=`` in the spec, not ``C(x, Treatment('a'))``.
 
 Examples
 --------
@@ -31,23 +34,53 @@ Examples
 
 from __future__ import annotations
 
+import ast
+import keyword
 import re
 import tokenize
 from dataclasses import dataclass
 from io import StringIO
 
+import numpy as np
 from formulae import model_description
 from formulae.terms import Intercept
 
 from multilevel.errors import SpecError
 from multilevel.spec import GroupTerm
 
-__all__ = ["ALLOWED_FUNCTIONS", "ParsedFormula", "check_safe", "parse_formula", "parse_terms"]
+__all__ = [
+    "ALLOWED_FUNCTIONS",
+    "SAFE_NAMESPACE",
+    "ParsedFormula",
+    "check_safe",
+    "parse_formula",
+    "parse_terms",
+]
 
 ALLOWED_FUNCTIONS = frozenset(
     {"I", "log", "log2", "log10", "exp", "sqrt", "abs", "scale", "center", "C", "cbind", "p", "se"}
 )
+#: The numeric transforms, as formulae evaluates them: formulae's own ``I``, ``C``, ``scale`` and
+#: ``center`` come first, then this namespace and nothing else (see :mod:`multilevel.design`).
+SAFE_NAMESPACE = {
+    "log": np.log, "log2": np.log2, "log10": np.log10, "exp": np.exp, "sqrt": np.sqrt,
+    "abs": np.abs,
+}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_OPERATORS = frozenset({"(", ")", "+", "-", "*", "/", "**", "^", ":", "|", "~", ","})
+_LAYOUT = frozenset(
+    {tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT}
+)
+_COLUMN_ARGS = frozenset({"cbind", "p", "se"})  # their arguments are column names
+_AST_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.Constant, ast.Call,
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.UAdd, ast.USub,
+)
+LEVELS_HINT = (
+    "C() takes only the column, as in C(x): choose the reference level with levels= in the "
+    "spec instead (ModelSpec(..., levels={'x': ('a', 'b')}) or a builder's levels=, or a "
+    "[levels] table in a TOML spec); the first level listed is the reference"
+)
 
 
 @dataclass(frozen=True)
@@ -63,54 +96,137 @@ class ParsedFormula:
     se: str | None = None
 
 
+def _not_allowed(what: str, text: str, where: str) -> SpecError:
+    allowed = ", ".join(sorted(ALLOWED_FUNCTIONS - {"cbind", "p", "se"}))
+    return SpecError(
+        f"The {where} contains {what}, which is not allowed in {text!r}. Formulas are data, not "
+        f"code: use column names, numbers, + - * / : | ( ), a power inside I() such as I(x^2), "
+        f"and the functions {allowed}."
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text[-1] not in "jJ"
+
+
+def _token_problem(tokens: list[tokenize.TokenInfo], i: int, calls: list[str | None]) -> str | None:
+    """What is wrong with ``tokens[i]`` (None if nothing); ``calls`` are the open parentheses."""
+    tok = tokens[i]
+    if tok.type in _LAYOUT:
+        return None
+    if tok.type == tokenize.NAME:
+        if "__" in tok.string or keyword.iskeyword(tok.string):
+            return f"'{tok.string}'"
+        if tokens[i + 1].string == "(" and tok.string not in ALLOWED_FUNCTIONS:
+            return f"the function '{tok.string}'"
+        return None
+    if tok.type == tokenize.NUMBER:
+        return None if _is_number(tok.string) else f"the number '{tok.string}'"
+    if tok.type == tokenize.STRING:
+        return "a quoted string"
+    if tok.type != tokenize.OP or tok.string not in _OPERATORS:
+        return "attribute access '.'" if tok.string == "." else f"'{tok.string}'"
+    if tok.string == "," and (not calls or calls[-1] not in ("cbind", "p")):
+        return f"a second argument to {calls[-1]}()" if calls and calls[-1] else "a stray ','"
+    if tok.string in ("**", "^") and "I" not in calls:
+        return (
+            f"a power '{tok.string}' outside I() (write the square of x as I(x^2); interaction "
+            "powers such as (a + b)^2 are not supported, write the interactions out)"
+        )
+    return None
+
+
+def _check_arguments(flat: str, tokens: list[tokenize.TokenInfo], text: str, where: str) -> None:
+    """Each transform's argument must be arithmetic of columns and numbers, and no power of two
+    numbers (``I(9**9**9)`` would make Python compute a huge integer)."""
+    for i, tok in enumerate(tokens[:-1]):
+        if tok.type != tokenize.NAME or tokens[i + 1].string != "(" or tok.string in _COLUMN_ARGS:
+            continue
+        depth = 0
+        for j in range(i + 1, len(tokens)):
+            depth += {"(": 1, ")": -1}.get(tokens[j].string, 0)
+            if depth == 0:
+                break
+        else:
+            continue  # unbalanced: reported by the caller
+        arg = flat[tokens[i + 1].end[1] : tokens[j].start[1]].replace("^", "**").strip()
+        if not arg:
+            raise SpecError(f"{tok.string}() in {text!r} needs a column, as in {tok.string}(x).")
+        try:
+            tree = ast.parse(arg, mode="eval")
+        except SyntaxError:
+            raise SpecError(
+                f"Cannot read the argument {arg!r} of {tok.string}() in the {where} {text!r}: "
+                "write arithmetic of columns and numbers, as in I(x^2) or log(x + 1)."
+            ) from None
+        for node in ast.walk(tree):
+            if not isinstance(node, _AST_NODES):
+                raise _not_allowed(f"'{ast.unparse(node)}'", text, where)
+            if (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Pow)
+                and not any(isinstance(n, ast.Name) for n in ast.walk(node))
+            ):
+                raise SpecError(
+                    f"The {where} {text!r} raises a number to a power ({ast.unparse(node)}): "
+                    "write the resulting number itself, or raise a column to a power, as in "
+                    "I(x^2)."
+                )
+
+
 def check_safe(text: str, *, where: str = "formula") -> None:
     """Reject anything in ``text`` that is not plain formula syntax.
+
+    Only column names, numbers, the operators ``+ - * / : | ~ ( )``, a power inside ``I()`` and
+    the functions of :data:`ALLOWED_FUNCTIONS` (each with one argument; ``cbind``/``p`` with
+    two) may appear. Every path from user text (formula, builder argument, TOML, a
+    :class:`ModelSpec` built by hand) to formulae goes through this check.
 
     Raises
     ------
     SpecError
-        On attribute access, subscripts, strings, lambdas, dunder names, keywords or a
-        function outside :data:`ALLOWED_FUNCTIONS`.
+        On attribute access, subscripts, strings, lambdas, keywords, dunder names, a second
+        argument to a transform (``C(x, Treatment('a'))``: the message points to ``levels=``),
+        a function outside :data:`ALLOWED_FUNCTIONS`, or a power of two numbers.
 
     Examples
     --------
-    >>> check_safe("y ~ log(x) + (1 | g)")
+    >>> check_safe("y ~ log(x) + I(x^2) + (1 | g)")
     >>> check_safe("y ~ __import__('os').system('ls')")
     Traceback (most recent call last):
     ...
     multilevel.errors.SpecError: The formula contains '__import__', which is not allowed...
     """
+    if not isinstance(text, str):
+        raise SpecError(f"The {where} must be a string, got {type(text).__name__}.")
+    flat = " ".join(text.split())
     try:
-        tokens = list(tokenize.generate_tokens(StringIO(text).readline))
-    except (tokenize.TokenError, SyntaxError, IndentationError) as err:
-        raise SpecError(f"Cannot read the {where} {text!r}: {err}. Check its parentheses.") from None
-    previous = None
+        tokens = list(tokenize.generate_tokens(StringIO(flat).readline))
+    except (tokenize.TokenError, SyntaxError) as err:
+        depth = flat.count("(") - flat.count(")")
+        why = (
+            "a '(' is never closed" if depth > 0 else "a ')' has no '('" if depth < 0
+            else f"{err.args[0] if err.args else err}"
+        )
+        raise SpecError(f"Unbalanced parentheses or brackets in the {where} {text!r}: {why}.") from None
+    calls: list[str | None] = []
     for i, tok in enumerate(tokens):
-        bad = None
-        if tok.type == tokenize.STRING:
-            bad = "a quoted string"
-        elif tok.type == tokenize.NAME:
-            if "__" in tok.string or tok.string in {"lambda", "import", "def", "class"}:
-                bad = f"'{tok.string}'"
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            if nxt is not None and nxt.string == "(" and tok.string not in ALLOWED_FUNCTIONS:
-                bad = f"the function '{tok.string}'"
-        elif tok.type == tokenize.OP:
-            if tok.string in {"[", "]", "{", "}", ";", "=", "@", "!", "<", ">"}:
-                bad = f"'{tok.string}'"
-            elif tok.string == "." and previous is not None and previous.type != tokenize.NUMBER:
-                bad = "attribute access '.'"
-            elif tok.string == ":" and previous is not None and previous.string == ")":
-                bad = "':' after a call"
-        elif tok.type == tokenize.ERRORTOKEN and tok.string.strip():
-            bad = f"'{tok.string}'"
+        inside_c = "C" in calls
+        if inside_c and (tok.type == tokenize.STRING or tok.string in (",", "=")):
+            raise SpecError(f"The {where} {text!r} passes more than a column to C(): {LEVELS_HINT}.")
+        bad = _token_problem(tokens, i, calls)
         if bad:
-            allowed = ", ".join(sorted(ALLOWED_FUNCTIONS - {"cbind", "p"}))
-            raise SpecError(
-                f"The {where} contains {bad}, which is not allowed in {text!r}. Formulas are "
-                f"data, not code: use column names, + - * : | ( ) and the functions {allowed}."
-            )
-        previous = tok
+            raise _not_allowed(bad, text, where)
+        if tok.string == "(":
+            before = tokens[i - 1] if i else None
+            calls.append(before.string if before is not None and before.type == tokenize.NAME else None)
+        elif tok.string == ")" and calls:
+            calls.pop()
+    _check_arguments(flat, tokens, text, where)
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -171,9 +287,10 @@ def parse_terms(text: str, *, where: str) -> tuple[bool, tuple[str, ...]]:
     >>> parse_terms("0 + I(age^2)", where="fixed part")
     (False, ('I(age ** 2)',))
     """
-    text = _power_to_python(text.strip())
-    if not text:
+    if not isinstance(text, str) or not text.strip():
         raise SpecError(f"The {where} is empty: write 1 for an intercept only.")
+    check_safe(text, where=where)
+    text = _power_to_python(text.strip())
     try:
         desc = model_description(text)
     except Exception as err:  # formulae raises several parse error types

@@ -24,16 +24,100 @@ Examples
 
 from __future__ import annotations
 
+import keyword
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from multilevel.errors import SpecError
 
-__all__ = ["FAMILIES", "SAMPLERS", "GroupTerm", "ModelSpec", "Prior", "SamplerSettings"]
+__all__ = [
+    "FAMILIES",
+    "SAMPLERS",
+    "GroupTerm",
+    "ModelSpec",
+    "Prior",
+    "SamplerSettings",
+    "check_column_name",
+    "check_term",
+]
 
 FAMILIES = ("gaussian", "bernoulli", "binomial")
 SAMPLERS = ("pymc", "nutpie")
 PARAMETERIZATIONS = ("auto", "marginal", "noncentered", "centered")
+
+
+def check_column_name(value: Any, what: str) -> str:
+    """``value`` if it is a usable column name (a Python identifier, no ``__``), else SpecError.
+
+    Column names end up in formulas, so they follow formula rules: letters, digits and ``_``.
+
+    Examples
+    --------
+    >>> check_column_name("log_radon", "The response")
+    'log_radon'
+    >>> check_column_name("log.radon", "The response")
+    Traceback (most recent call last):
+    ...
+    multilevel.errors.SpecError: The response 'log.radon' is not a usable column name...
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{what} must be a column name (a non-empty string), got {value!r}.")
+    if not value.isidentifier() or keyword.iskeyword(value) or "__" in value:
+        fixed = re.sub(r"\W|__+", "_", value.strip()) or "x"
+        fixed = fixed if fixed[0].isalpha() or fixed[0] == "_" else f"x{fixed}"
+        raise SpecError(
+            f"{what} {value!r} is not a usable column name: names must be letters, digits and "
+            f"single underscores, not start with a digit, and not be a Python keyword. Rename the "
+            f"column, e.g. df = df.rename(columns={{{value!r}: {fixed!r}}})."
+        )
+    return value
+
+
+def check_term(term: Any, where: str) -> str:
+    """``term`` if it is formula text that :func:`multilevel.formula.check_safe` admits."""
+    from multilevel.formula import check_safe  # formula imports this module
+
+    if not isinstance(term, str) or not term.strip():
+        raise SpecError(f"Each {where} must be a non-empty string, got {term!r}.")
+    check_safe(term, where=where)
+    return term
+
+
+def _as_terms(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise SpecError(f"{what} must be a list of terms, got {value!r}.")
+    return tuple(value)
+
+
+def _check_bool(value: Any, what: str) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"{what} must be True or False, got {value!r}.")
+
+
+def _levels(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    hint = "levels= maps column names to their levels, reference first: levels={'x': ('a', 'b')}"
+    items = value.items() if isinstance(value, Mapping) else value
+    if isinstance(items, str) or not isinstance(items, Iterable):
+        raise SpecError(f"{hint}; got {value!r}.")
+    out = []
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise SpecError(f"{hint}; got the entry {item!r}.")
+        col, levels = item
+        check_column_name(col, "A levels= key")
+        if isinstance(levels, str) or not isinstance(levels, Iterable):
+            raise SpecError(f"levels[{col!r}] must be a list of levels, got {levels!r}. {hint}.")
+        levels = tuple(str(v) for v in levels)
+        if not levels:
+            raise SpecError(f"levels[{col!r}] is empty: list the levels, reference first.")
+        if len(set(levels)) != len(levels):
+            raise SpecError(f"levels[{col!r}] lists a level twice: {list(levels)}.")
+        out.append((col, levels))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -66,7 +150,13 @@ class GroupTerm:
     def __post_init__(self) -> None:
         if not isinstance(self.factor, str) or not self.factor.strip():
             raise SpecError("A group term needs a grouping factor: write (1 | group).")
-        object.__setattr__(self, "slopes", tuple(self.slopes))
+        for part in self.factor.split(":"):
+            check_column_name(part.strip(), "The grouping factor")
+        object.__setattr__(self, "slopes", _as_terms(self.slopes, f"The slopes of '{self.factor}'"))
+        _check_bool(self.intercept, f"intercept of the group term for '{self.factor}'")
+        _check_bool(self.correlated, f"correlated of the group term for '{self.factor}'")
+        for slope in self.slopes:
+            check_term(slope, f"varying term of '{self.factor}'")
         if not self.intercept and not self.slopes:
             raise SpecError(
                 f"The group term for '{self.factor}' varies nothing: give it an intercept "
@@ -74,6 +164,8 @@ class GroupTerm:
             )
         if len(set(self.slopes)) != len(self.slopes):
             raise SpecError(f"The group term for '{self.factor}' repeats a slope: {self.slopes}.")
+        if len(self.terms) == 1:  # one term has no correlation: (1 || g) is (1 | g)
+            object.__setattr__(self, "correlated", True)
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -110,8 +202,19 @@ class Prior:
     params: tuple[tuple[str, float], ...] = ()
 
     def __init__(self, dist: str, params: Any = (), **kwargs: float) -> None:
-        items = dict(params) if params else {}
+        if not isinstance(dist, str) or not dist.isidentifier():
+            raise SpecError(f"A prior names its distribution, e.g. Prior('HalfNormal', sigma=1); "
+                            f"got {dist!r}.")
+        try:
+            items = dict(params) if params else {}
+        except (TypeError, ValueError):
+            raise SpecError(f"Prior {dist}: params must be name/number pairs, got {params!r}.") from None
         items.update(kwargs)
+        for key, value in items.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpecError(
+                    f"Prior {dist}: parameter {key!r} must be a number, got {value!r}."
+                )
         object.__setattr__(self, "dist", dist)
         object.__setattr__(
             self, "params", tuple(sorted((str(k), float(v)) for k, v in items.items()))
@@ -153,11 +256,22 @@ class SamplerSettings:
                 raise SpecError(
                     f"Sampler option '{name}' must be an integer >= {minimum}, got {value!r}."
                 )
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise SpecError(f"Sampler option 'seed' must be an integer or None, got {self.seed!r}.")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+            or not 0 <= self.seed < 2**63
+        ):
+            raise SpecError(
+                f"Sampler option 'seed' must be a whole number in [0, 2**63) or None, got "
+                f"{self.seed!r}."
+            )
         if self.sampler not in SAMPLERS:
             raise SpecError(
                 f"Unknown sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}."
+            )
+        if isinstance(self.target_accept, bool) or not isinstance(self.target_accept, int | float):
+            raise SpecError(
+                f"Sampler option 'target_accept' must be a number in [0.5, 1), got "
+                f"{self.target_accept!r}."
             )
         if not 0.5 <= float(self.target_accept) < 1.0:
             raise SpecError(
@@ -227,16 +341,21 @@ class ModelSpec:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fixed", tuple(self.fixed))
-        object.__setattr__(self, "groups", tuple(self.groups))
-        if isinstance(self.priors, dict):
-            object.__setattr__(self, "priors", tuple(self.priors.items()))
-        if isinstance(self.levels, dict):
-            object.__setattr__(
-                self, "levels", tuple((k, tuple(str(x) for x in v)) for k, v in self.levels.items())
+        object.__setattr__(self, "fixed", _as_terms(self.fixed, "fixed"))
+        groups = (self.groups,) if isinstance(self.groups, GroupTerm) else self.groups
+        object.__setattr__(self, "groups", _as_terms(groups, "groups"))
+        priors = self.priors.items() if isinstance(self.priors, Mapping) else self.priors
+        if isinstance(priors, str) or not isinstance(priors, Iterable):
+            raise SpecError(
+                f"priors maps targets to priors, e.g. {{'sigma': Prior('HalfNormal', sigma=1)}}; "
+                f"got {self.priors!r}."
             )
+        object.__setattr__(self, "priors", tuple(tuple(p) if isinstance(p, list) else p
+                                                 for p in priors))
+        object.__setattr__(self, "levels", _levels(self.levels))
         if not isinstance(self.response, str) or not self.response.strip():
             raise SpecError("The model needs a response column, e.g. 'y ~ x + (1 | g)'.")
+        self._check_fields()
         if self.family not in FAMILIES:
             raise SpecError(
                 f"Unknown family {self.family!r}: choose one of {', '.join(FAMILIES)}."
@@ -271,9 +390,57 @@ class ModelSpec:
             )
         if not self.intercept and not self.fixed:
             raise SpecError("The fixed part is empty: keep the intercept or add a predictor.")
-        for target, prior in self.priors:
+        self._check_priors()
+
+    def _check_fields(self) -> None:
+        """Types and names of every field: all text that reaches formulae is checked here."""
+        check_column_name(self.response, "The response")
+        for name in ("trials", "failures", "se"):
+            if getattr(self, name) is not None:
+                check_column_name(getattr(self, name), f"The {name} column")
+        for term in self.fixed:
+            check_term(term, "fixed-effect term")
+        for group in self.groups:
+            if not isinstance(group, GroupTerm):
+                raise SpecError(
+                    f"groups must hold multilevel.GroupTerm objects, got {group!r}: write "
+                    "GroupTerm('g') or use ModelSpec.from_formula('y ~ x + (1 | g)')."
+                )
+            if self.response in group.columns:
+                raise SpecError(
+                    f"The response {self.response!r} is also the grouping factor "
+                    f"{group.factor!r}: group by another column."
+                )
+        _check_bool(self.intercept, "intercept")
+        if not isinstance(self.sampler, SamplerSettings):
+            raise SpecError(
+                f"sampler must be a multilevel.SamplerSettings, got {self.sampler!r}; or pass "
+                "draws=, chains=, ... to fit_hierarchical."
+            )
+        for name in ("data", "name"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise SpecError(f"{name} must be a string, got {value!r}.")
+
+    def _check_priors(self) -> None:
+        from multilevel.priors import DISTRIBUTIONS  # priors imports this module
+
+        for entry in self.priors:
+            if not isinstance(entry, tuple | list) or len(entry) != 2:
+                raise SpecError(
+                    f"priors maps targets to priors, e.g. {{'sigma': Prior('HalfNormal', "
+                    f"sigma=1)}}; got the entry {entry!r}."
+                )
+            target, prior = entry
+            if not isinstance(target, str) or not target.strip():
+                raise SpecError(f"A prior target must be a parameter name, got {target!r}.")
             if not isinstance(prior, Prior):
                 raise SpecError(f"Prior for {target!r} must be a multilevel.Prior, got {prior!r}.")
+            if prior.dist not in DISTRIBUTIONS:
+                raise SpecError(
+                    f"Unknown prior distribution {prior.dist!r} for {target!r}: choose one of "
+                    f"{', '.join(DISTRIBUTIONS)}."
+                )
 
     @property
     def is_logistic(self) -> bool:

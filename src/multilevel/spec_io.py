@@ -37,6 +37,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,23 @@ def _unknown(keys: set[str], valid: set[str], where: str) -> None:
         )
 
 
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(
+            f"'{key}' in the spec file must be a table ([{key}] with key = value lines), got "
+            f"{value!r}."
+        )
+    return value
+
+
+def _text(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SpecError(f"'{key}' in the spec file must be a string, got {value!r}.")
+    return value
+
+
 def _priors(table: dict[str, Any]) -> dict[str, Prior]:
     out = {}
     for target, entry in table.items():
@@ -91,41 +109,49 @@ def _priors(table: dict[str, Any]) -> dict[str, Prior]:
 
 def spec_from_toml(text: str, *, base: Path | None = None) -> ModelSpec:
     """Build a spec from TOML text; ``base`` resolves a relative data path."""
+    if not isinstance(text, str):
+        raise SpecError(f"TOML text must be a string, got {type(text).__name__}.")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"Cannot parse the TOML spec: {err}.") from None
+        raise SpecError(f"Cannot parse the TOML spec: {err}. Check quotes, brackets and '='.") from None
     _unknown(set(doc), _TOP_KEYS, "the spec file")
     if ("formula" in doc) == ("builder" in doc):
         raise SpecError("A spec file needs exactly one of 'formula' or a [builder] table.")
-    sampler = doc.get("sampler", {})
+    sampler = _table(doc, "sampler")
     _unknown(set(sampler), _SAMPLER_KEYS, "[sampler]")
     common: dict[str, Any] = {
-        "priors": _priors(doc.get("priors", {})),
+        "priors": _priors(_table(doc, "priors")),
         "sampler": SamplerSettings(**sampler),
-        "levels": {k: tuple(v) for k, v in doc.get("levels", {}).items()},
-        "name": doc.get("name"),
+        "levels": _table(doc, "levels"),
+        "name": _text(doc, "name"),
     }
-    data = doc.get("data")
+    data = _text(doc, "data")
     if data is not None and base is not None and data.lower() not in datasets.names():
         data = str((base / data).resolve())
     common["data"] = data
+    family = _text(doc, "family")
     if "formula" in doc:
-        return ModelSpec.from_formula(doc["formula"], family=doc.get("family", "gaussian"),
-                                      **common)
-    builder = dict(doc["builder"])
+        formula = _text(doc, "formula")
+        return ModelSpec.from_formula(formula, family=family or "gaussian", **common)
+    return _from_builder(_table(doc, "builder"), family, common)
+
+
+def _from_builder(table: dict[str, Any], family: str | None, common: dict[str, Any]) -> ModelSpec:
+    builder = dict(table)
     kind = builder.pop("kind", None)
     if kind not in _BUILDERS:
         raise SpecError(f"[builder] kind must be one of {', '.join(_BUILDERS)}, got {kind!r}.")
+    params = inspect.signature(_BUILDERS[kind]).parameters
+    valid = {k for k, p in params.items() if p.kind is not p.VAR_KEYWORD}
+    _unknown(set(builder), valid, f"[builder] for {kind}")
     try:
         spec = _BUILDERS[kind](**builder, **common)
     except TypeError as err:
         raise SpecError(f"Bad arguments for builder {kind!r}: {err}.") from None
-    if "family" in doc and doc["family"] != spec.family:
-        raise SpecError(f"family {doc['family']!r} does not match builder {kind!r}.")
+    if family is not None and family != spec.family:
+        raise SpecError(f"family {family!r} does not match builder {kind!r} ({spec.family}).")
     return spec
-
-
 def load_spec(path: str | Path) -> ModelSpec:
     """Read a TOML spec file (``models/*.toml``).
 
@@ -139,8 +165,15 @@ def load_spec(path: str | Path) -> ModelSpec:
     """
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"Spec file {str(path)!r} does not exist.")
-    return spec_from_toml(path.read_text(), base=path.parent)
+        raise SpecError(f"Spec file {str(path)!r} does not exist (or is not a file).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"Cannot read the spec file {str(path)!r}: {err}.") from None
+    try:
+        return spec_from_toml(text, base=path.parent)
+    except SpecError as err:
+        raise SpecError(f"{err} (in {str(path)!r})") from None
 
 
 def spec_to_toml(spec: ModelSpec) -> str:
