@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import multilevel as ml
 from multilevel import DataError, ModelSpec, course, datasets, fit_hierarchical
 from multilevel.builders.named import multilevel_logistic, varying_intercept, varying_slope
 from multilevel.design import build_design
@@ -117,15 +118,11 @@ def test_level1_check_passes_real_and_inexact_data(hsb):
         ModelSpec.from_formula("mAch ~ ses + (1 + ses | school)"), hsb))
 
 
-@pytest.mark.xfail(reason="needs the hook: build_design calls course.check_level1_variance",
-                   strict=False, raises=AssertionError)
 def test_fitting_exact_data_raises():
-    try:
-        fit_frequentist("y ~ x + (1 | group)", datasets.load("course_example"))
-    except DataError as err:
-        assert "residual variance is zero" in str(err)
-    else:
-        raise AssertionError("a fit of data with zero residual variance did not raise")
+    df = datasets.load("course_example")
+    for fit in (fit_frequentist, ml.fit_hierarchical):
+        with pytest.raises(DataError, match="residual variance is zero"):
+            fit("y ~ x + (1 | group)", df)
 
 
 # --- centring, contextual builder option, within/between on Hsb82 ---------------------------

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import multilevel as ml
-from multilevel import GroupTerm, ModelSpec, SpecError
+from multilevel import GroupTerm, ModelSpec, SpecError, datachecks
 from multilevel import design as design_module
 from multilevel import formula as formula_module
 from multilevel.design import build_design
@@ -29,7 +29,7 @@ def guard(tmp_path, monkeypatch):
     sentinel = tmp_path / "pwned"
     calls: list[str] = []
     monkeypatch.setattr(os, "system", lambda cmd: calls.append(cmd) or 0)
-    for module, name in ((design_module, "design_matrices"), (design_module, "model_description"),
+    for module, name in ((design_module, "design_matrices"), (datachecks, "model_description"),
                          (formula_module, "model_description")):
         real = getattr(module, name)
 

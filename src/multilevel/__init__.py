@@ -18,6 +18,7 @@ from multilevel.builders.named import (
 from multilevel.course import compare_models
 from multilevel.errors import DataError, SpecError
 from multilevel.fit import HierarchicalFit, fit_hierarchical
+from multilevel.persistence import load_fit
 from multilevel.prior_predictive import prior_predictive, prior_summary
 from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
 from multilevel.spec_io import load_spec
@@ -34,6 +35,7 @@ __all__ = [
     "course",
     "datasets",
     "fit_hierarchical",
+    "load_fit",
     "load_spec",
     "meta_analysis",
     "plots",

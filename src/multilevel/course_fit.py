@@ -37,6 +37,7 @@ from multilevel.course_data import (
     icc_anova,
     within_name,
 )
+from multilevel.design import FORMULA_ENV
 from multilevel.errors import SpecError
 from multilevel.summaries.core import DEFAULT_PROB, describe, draws_of
 from multilevel.summaries.tables import icc_draws
@@ -191,7 +192,7 @@ def contextual_effects(
 def _column_variables(design) -> list[set[str]]:
     """The data columns behind each fixed-effect column, in ``design.fixed_names`` order."""
     rhs = " + ".join(["1" if design.spec.intercept else "0", *design.spec.fixed])
-    common = design_matrices(rhs, design.frame, na_action="error").common
+    common = design_matrices(rhs, design.frame, na_action="error", env=FORMULA_ENV).common
     out: list[set[str]] = []
     for name, sl in common.slices.items():
         term = common.terms[name]

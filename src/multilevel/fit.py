@@ -344,6 +344,10 @@ def fit_hierarchical(
         sampler=sampler, target_accept=target_accept, parameterization=parameterization,
     )
     data = df if df is not None else load_data(spec)
+    if isinstance(frequentist, str):  # an unknown method fails now, not after sampling
+        from multilevel.frequentist import check_method
+
+        check_method(spec, frequentist)
     design = build_design(spec, data, missing=missing)
     priors = resolve_priors(design)
     param, note = choose_parameterization(design, spec.sampler.parameterization)

@@ -59,7 +59,9 @@ from multilevel.errors import DataError, SpecError
 from multilevel.spec import ModelSpec
 from multilevel.spec_io import as_spec
 
-__all__ = ["HESSIAN_STEP", "METHODS", "FrequentistFit", "GroupCovariance", "fit_frequentist"]
+__all__ = [
+    "HESSIAN_STEP", "METHODS", "FrequentistFit", "GroupCovariance", "check_method", "fit_frequentist"
+]
 
 METHODS = ("REML", "ML", "Laplace", "AGQ")
 HESSIAN_STEP = 1e-4
@@ -256,10 +258,9 @@ def fit_frequentist(
     if spec.se is not None:  # known standard errors: REML random-effects meta-analysis
         from multilevel.meta import fit_meta_reml
 
-        if method not in (None, "REML"):
-            raise SpecError(f"Models with known standard errors are fitted by REML, not {method!r}.")
+        check_method(spec, method)
         return fit_meta_reml(spec, df, missing=missing)
-    method, n_agq = _check_method(spec, method, n_agq)
+    method, n_agq = check_method(spec, method, n_agq)
     design = build_design(spec, df, missing=missing)
     frame, formula, weights = _mixedlm_data(design)
     res, messages = _run_mixedlm(spec, method, n_agq, frame, formula, weights)
@@ -323,8 +324,18 @@ def _run_mixedlm(
     return res, [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
 
 
-def _check_method(spec: ModelSpec, method: str | None, n_agq: int) -> tuple[str, int]:
-    """Validate the method for the family and structure; return (method, n_agq)."""
+def check_method(spec: ModelSpec, method: str | None, n_agq: int = 1) -> tuple[str, int]:
+    """Validate the method for the family and structure; return (method, n_agq).
+
+    Examples
+    --------
+    >>> check_method(ModelSpec.from_formula("y ~ x + (1 | g)"), "ML")
+    ('ML', 1)
+    """
+    if spec.se is not None:
+        if method not in (None, "REML"):
+            raise SpecError(f"Models with known standard errors are fitted by REML, not {method!r}.")
+        return "REML", 1
     if isinstance(n_agq, bool) or not isinstance(n_agq, int) or n_agq < 1:
         raise SpecError(f"n_agq must be a whole number >= 1, got {n_agq!r}.")
     if method is None:
