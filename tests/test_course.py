@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from reference_paths import REFERENCE
 from scipy import stats
 
 import multilevel as ml
@@ -33,7 +34,7 @@ from multilevel.frequentist import fit_frequentist
 from multilevel.loglik import pointwise_log_likelihood
 
 REF = json.loads((Path(__file__).parent / "reference" / "course_lme4.json").read_text())
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "lme4"
+SHARED = REFERENCE / "lme4"
 KW = dict(draws=300, tune=300, chains=2, seed=1, progressbar=False)
 
 

@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from reference_paths import REFERENCE
 from scipy import stats
 
 from multilevel import ModelSpec, SpecError, datasets
 from multilevel.frequentist import FrequentistFit, fit_frequentist
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = SHARED / "reference"
 CASES = (
     json.loads((REFERENCE / "cases.json").read_text())
     if (REFERENCE / "cases.json").is_file()

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from reference_paths import REFERENCE
 
 from multilevel import datasets, fit_hierarchical
 
 pytestmark = pytest.mark.slow
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = SHARED / "reference" / "lme4"
+REFERENCE_LME4 = REFERENCE / "lme4"
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ CASES = [
 
 
 def _reference(name: str) -> dict:
-    path = REFERENCE / f"{name}.json"
+    path = REFERENCE_LME4 / f"{name}.json"
     if not path.is_file():
         pytest.skip(f"lme4 reference fit not found at {path} (shared/reference is not checked out)")
     return json.loads(path.read_text())
