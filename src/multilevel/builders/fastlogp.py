@@ -140,6 +140,28 @@ def _chol_inverse(c, q, out, inv_c):
 
 
 @numba.njit(cache=True, nogil=True)
+def _matvec(mat, vec, out, transpose):
+    """``out = mat @ vec`` (or ``mat.T @ vec``) for a small square matrix, no allocation."""
+    q = out.shape[0]
+    for a in range(q):
+        acc = 0.0
+        for k in range(q):
+            acc += (mat[k, a] if transpose else mat[a, k]) * vec[k]
+        out[a] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _cross_residual(j, beta, zty, ztx, out):
+    """``out = Z_j'y_j - Z_j'X_j beta`` (``Z_j' r_j``) for group ``j``."""
+    q, p = ztx.shape[1], ztx.shape[2]
+    for a in range(q):
+        acc = zty[j, a]
+        for k in range(p):
+            acc -= ztx[j, a, k] * beta[k]
+        out[a] = acc
+
+
+@numba.njit(cache=True, nogil=True)
 def _corr_chol(x, q, correlated):
     """Correlation Cholesky factor from ``x``, and ``sum_i log(1 + |x_i|^2)``."""
     chol = np.eye(q)
@@ -191,11 +213,7 @@ def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par,
     e = np.empty(q)
     pe = np.empty(q)
     for j in range(n_groups):
-        for a in range(q):
-            acc = zty[j, a]
-            for k in range(p):
-                acc -= ztx[j, a, k] * beta[k]
-            c[a] = acc
+        _cross_residual(j, beta, zty, ztx, c)
         for a in range(q):
             for b in range(q):
                 acc = 0.0
@@ -212,22 +230,11 @@ def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par,
         for a in range(q):
             logdet += 2 * math.log(m[a, a])
         _chol_inverse(m, q, minv, work)
-        for a in range(q):
-            acc = 0.0
-            for k in range(q):
-                acc += pmat[k, a] * c[k]
-            d[a] = acc
-        for a in range(q):
-            acc = 0.0
-            for k in range(q):
-                acc += minv[a, k] * d[k]
-            e[a] = acc
+        _matvec(pmat, c, d, True)  # d = P'c
+        _matvec(minv, d, e, False)  # e = M^-1 d
+        _matvec(pmat, e, pe, False)  # P e
         for a in range(q):
             quad += d[a] * e[a]
-            acc = 0.0
-            for k in range(q):
-                acc += pmat[a, k] * e[k]
-            pe[a] = acc
         for k in range(p):
             acc = 0.0
             for a in range(q):

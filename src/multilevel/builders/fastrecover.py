@@ -25,26 +25,19 @@ import math
 import numba
 import numpy as np
 
-from multilevel.builders.fastlogp import _chol_inplace
+from multilevel.builders.fastlogp import _chol_inplace, _cross_residual, _matvec
 
 __all__ = ["marginal_loglik_draws", "recover_draws"]
 
 
 @numba.njit(cache=True, nogil=True)
 def _group_system(j, beta, lam, sigma2, ztz, ztx, zty, m, w, c):
-    """Fill ``m = I + Lambda'A_jLambda / sigma^2`` (then its Cholesky factor) and
-    ``w = Lambda'c_j``; returns ``c_j'c_j``-free pieces via the arrays."""
-    q, p = ztx.shape[1], ztx.shape[2]
+    """Fill ``c = Z_j'r_j``, ``w = Lambda'c`` and ``m``, the Cholesky factor of
+    ``I + Lambda'A_jLambda / sigma^2``."""
+    q = ztx.shape[1]
+    _cross_residual(j, beta, zty, ztx, c)
+    _matvec(lam, c, w, True)  # w = Lambda'c
     for a in range(q):
-        acc = zty[j, a]
-        for k in range(p):
-            acc -= ztx[j, a, k] * beta[k]
-        c[a] = acc
-    for a in range(q):
-        acc = 0.0
-        for k in range(q):
-            acc += lam[k, a] * c[k]
-        w[a] = acc
         for b in range(q):
             acc = 1.0 if a == b else 0.0
             for k in range(q):
