@@ -3,8 +3,10 @@
 Every (case, tool) pair runs in its own fresh Python process (``bench/worker.py``), one after
 another, so timings do not share warm caches and peak memory belongs to one fit. A fit that
 runs past its time limit or memory limit is killed and reported as ``timeout`` / ``memory``,
-never silently skipped. Results are printed, kept as JSON under ``bench/out/`` and written to
-``bench/RESULTS.md`` (``bench/out/RESULTS-quick.md`` for ``--quick``).
+never silently skipped. Results are printed and written to ``bench/RESULTS.md``
+(``bench/out/RESULTS-quick.md`` for ``--quick``); ``bench/out/run-<time>-<pid>/`` keeps the JSON,
+each fit's log and the copy of ``src/multilevel`` that was measured (taken at the start, so
+edits made during a long run do not change what is measured).
 
 Usage::
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +33,7 @@ import report
 from cases import BAMBI_TOOLS, CASES, QUICK_CASES, get_case
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 OUT = HERE / "out"
 POLL_S = 0.5
 
@@ -47,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mem-limit-gib", type=float, default=8.0, help="kill a fit above this RSS")
     p.add_argument("--profile", action="store_true", help="cProfile our fits into bench/out/")
     p.add_argument("--out", default=None, help="Markdown report path")
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="import src/ as it is instead of a copy taken at the start")
     args = p.parse_args(argv)
     default = QUICK_CASES if args.quick else tuple(CASES)
     args.case_list = args.cases.split(",") if args.cases else list(default)
@@ -54,6 +60,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         get_case(name)  # fails early on a typo
     args.tool_list = args.tools.split(",") if args.tools else None
     return args
+
+
+def _git(*cmd: str) -> str:
+    out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def source_state() -> str:
+    """The commit, and how many files under src/ differ from it."""
+    dirty = [line for line in _git("status", "--porcelain", "src").splitlines() if line.strip()]
+    return f"{_git('rev-parse', '--short', 'HEAD')} + {len(dirty)} changed/new file(s) under src/"
+
+
+def snapshot_env(enabled: bool, run_dir: Path) -> dict[str, str]:
+    """Environment for the workers; with ``enabled``, ``multilevel`` is imported from a copy of
+    src/ taken now, so edits made while a long run goes on do not change what is measured."""
+    env = dict(os.environ)
+    if enabled:
+        dest = run_dir / "snapshot"
+        shutil.copytree(ROOT / "src" / "multilevel", dest / "multilevel",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
+    return env
 
 
 def _rss_mib(pid: int) -> float:
@@ -85,7 +114,7 @@ def _watch(proc: subprocess.Popen, limit_s: float, limit_mib: float) -> str:
 def run_one(case_name: str, tool: str, args: argparse.Namespace) -> dict:
     """Run one worker and return its measurements (or why there are none)."""
     stem = f"{case_name}-{tool}{'-quick' if args.quick else ''}"
-    json_path, log_path = OUT / f"{stem}.json", OUT / "logs" / f"{stem}.log"
+    json_path, log_path = args.run_dir / f"{stem}.json", args.run_dir / f"{stem}.log"
     json_path.unlink(missing_ok=True)
     cmd = [sys.executable, str(HERE / "worker.py"), "--case", case_name, "--tool", tool,
            "--json", str(json_path)]
@@ -93,26 +122,27 @@ def run_one(case_name: str, tool: str, args: argparse.Namespace) -> dict:
     if args.bambi_draws:
         cmd += ["--bambi-draws", str(args.bambi_draws)]
     if args.profile and tool == "ours":
-        cmd += ["--profile", str(OUT / f"profile-{stem}.txt")]
+        cmd += ["--profile", str(args.run_dir / f"profile-{stem}.txt")]
     limit = args.bambi_timeout if tool in BAMBI_TOOLS else args.timeout
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=args.env)
         status = _watch(proc, limit, args.mem_limit_gib * 1024)
     if status == "ok":
         return json.loads(json_path.read_text())
     case = get_case(case_name, quick=args.quick)
     return {"case": case_name, "tool": tool, "status": status, "limit_s": limit,
             "elapsed_s": time.monotonic() - t0, "n_rows": case.n_rows, "n_groups": case.n_groups,
-            "log": str(log_path.relative_to(HERE.parent))}
+            "log": str(log_path.relative_to(ROOT))}
 
 
-def warm_up() -> float:
+def warm_up(env: dict[str, str], run_dir: Path) -> float:
     """One small fit of ours so the cached compiled log-density exists (once per install)."""
     t0 = time.monotonic()
     cmd = [sys.executable, str(HERE / "worker.py"), "--case", "sleepstudy", "--tool", "ours",
-           "--quick", "--json", str(OUT / "warmup.json")]
-    subprocess.run(cmd, capture_output=True, check=False)
+           "--quick", "--json", str(run_dir / "warmup.json")]
+    subprocess.run(cmd, capture_output=True, check=False, env=env)
     return time.monotonic() - t0
 
 
@@ -173,17 +203,21 @@ def notes(results: list[dict], args: argparse.Namespace, warmup_s: float) -> str
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmarks, print the tables and write the Markdown report."""
     args = parse_args(argv)
-    (OUT / "logs").mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    args.run_dir = OUT / f"run-{stamp}-{os.getpid()}"  # concurrent runs never share files
+    args.run_dir.mkdir(parents=True)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     load_start = str(os.getloadavg())
-    warmup_s = warm_up()
+    source = source_state()
+    args.env = snapshot_env(not args.no_snapshot, args.run_dir)
+    warmup_s = warm_up(args.env, args.run_dir)
     results = run_all(args)
     meta = {"started": started, "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "load average at start": load_start, "mode": "quick" if args.quick else "full",
-            "cases": ", ".join(args.case_list),
+            "cases": ", ".join(args.case_list), "source measured": source + (
+                "" if args.no_snapshot else " (a copy taken at the start of the run)"),
             "command": " ".join(["python bench/run.py", *(argv or sys.argv[1:])])}
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=1))
+    (args.run_dir / "results.json").write_text(json.dumps(results, indent=1))
     print("\n" + report.text_table(report.COLUMNS, report.results_table(results)))
     print("\n" + report.text_table(("target", "status", "measured"), report.targets_table(results)))
     path = Path(args.out) if args.out else (OUT / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")

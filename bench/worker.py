@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 import warnings
 from typing import Any
@@ -109,6 +110,7 @@ def measure(case_name: str, tool: str, quick: bool, bambi_draws: int | None) -> 
         "import_s": import_s, "data_s": data_s, "rss_after_import_mib": rss_import,
         "rss_after_data_mib": rss_data, "peak_rss_mib": _rss_mib(),
         "peak_rss_children_mib": _rss_mib(resource.RUSAGE_CHILDREN),
+        "multilevel_from": sys.modules["multilevel"].__file__,
         **efficiency(idata, tool, wall), **info,
     }
 

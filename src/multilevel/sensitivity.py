@@ -53,6 +53,7 @@ from arviz_stats import psense
 
 from multilevel import naming
 from multilevel.builders.fastlogp import FAMILY_CODES, FAMILY_PARAMS, prior_logp_grad
+from multilevel.design import collapse_binomial
 from multilevel.loglik import pointwise_log_likelihood
 from multilevel.spec import Prior
 from multilevel.summaries.core import draws_of
@@ -143,18 +144,22 @@ def summed_log_likelihood(fit: HierarchicalFit, block: int = 2_000_000) -> np.nd
     For the marginal parameterization this is the marginal likelihood
     ``log p(y | beta, Sigma, sigma)`` the sampler used, from the sufficient statistics
     (O(groups) per draw); otherwise :func:`multilevel.loglik.pointwise_log_likelihood` summed over
-    the observations, a block of draws at a time (about ``block`` values) so that memory stays
-    O(block), not O(draws x rows)."""
+    the observations (collapsed binomial rows for logistic models, equal up to a constant), a
+    block of draws at a time (about ``block`` values) so that memory stays O(block), not
+    O(draws x rows)."""
     post = fit.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if fit.parameterization == "marginal":
         return _marginal_log_likelihood(fit).reshape(n_chain, n_draw)
-    step = max(1, block // max(1, fit.design.n_obs))
+    # Logistic rows with identical covariates and groups collapse into binomial counts: the
+    # summed log-likelihood changes only by a constant, which power-scaling ignores.
+    collapsed = dataclasses.replace(fit, design=collapse_binomial(fit.design))
+    step = max(1, block // max(1, collapsed.design.n_obs))
     out = np.empty((n_chain, n_draw))
     for c in range(n_chain):
         for start in range(0, n_draw, step):
             part = post.isel(chain=[c], draw=slice(start, start + step))
-            sub = dataclasses.replace(fit, idata=xr.DataTree.from_dict({"posterior": part}))
+            sub = dataclasses.replace(collapsed, idata=xr.DataTree.from_dict({"posterior": part}))
             out[c, start:start + step] = pointwise_log_likelihood(sub).sum(axis=-1)[0]
     return out
 
