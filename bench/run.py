@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
             "command": " ".join(["python bench/run.py", *(argv or sys.argv[1:])])}
     (args.run_dir / "results.json").write_text(json.dumps(results, indent=1))
     print("\n" + report.text_table(report.COLUMNS, report.results_table(results)))
-    print("\n" + report.text_table(("target", "status", "measured"), report.targets_table(results)))
+    targets = report.targets_table(results)
+    if targets:
+        print("\n" + report.text_table(("target", "status", "measured"), targets))
     path = Path(args.out) if args.out else (OUT / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")
     path.write_text(report.markdown(results, report.machine_info(), meta, notes(results, args, warmup_s)))
     print(f"\nwrote {path}")
