@@ -482,10 +482,11 @@ class ModelSpec:
         return self.response
 
     def to_formula(self) -> str:
-        """The model as an lme4 formula (round-trips through :meth:`from_formula`)."""
+        """The model as an lme4 formula (round-trips through :meth:`from_formula`); powers are
+        written as in R, ``I(age^2)``."""
         parts = ["1" if self.intercept else "0", *self.fixed]
         parts += [g.to_formula() for g in self.groups]
-        return f"{self.response_formula()} ~ " + " + ".join(parts)
+        return (f"{self.response_formula()} ~ " + " + ".join(parts)).replace(" ** ", "^")
 
     @classmethod
     def from_formula(cls, formula: str, family: str = "gaussian", **kwargs: Any) -> ModelSpec:
