@@ -35,7 +35,7 @@ Examples
 >>> from multilevel.design import build_design
 >>> spec = ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)",
 ...                               priors={"sigma": Prior("HalfNormal", sigma=100.0)})
->>> table = resolve_priors(build_design(spec, datasets.load("sleepstudy")))
+>>> table = resolve_priors(build_design(spec, datasets.load("sleepstudy"))).table()
 >>> table.loc[table.target == "sigma", "prior"].item()
 'HalfNormal(sigma=100)'
 """

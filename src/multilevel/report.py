@@ -7,9 +7,8 @@ base64 PNG (no external file, no network), and the package versions.
 Examples
 --------
 >>> import pandas as pd
->>> print(format_table(pd.DataFrame({"a": [1.23456]})))
-      a
- 1.2346
+>>> format_table(pd.DataFrame({"a": [1.23456]})).split()
+['a', '1.2346']
 """
 
 from __future__ import annotations
