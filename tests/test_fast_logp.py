@@ -120,3 +120,35 @@ def test_collapsed_binomial_has_the_same_likelihood():
     d_full = full.compile_logp()(point2) - full.compile_logp()(point)
     d_small = small.compile_logp()(point2) - small.compile_logp()(point)
     assert d_full == pytest.approx(d_small, rel=1e-9)
+
+
+@pytest.mark.parametrize(("case", "kernel"), [
+    ("sleepstudy_slope", "marginal"), ("contraception", "noncentered"), ("sleepstudy_uncorr", "noncentered"),
+])
+def test_c_callback_matches_the_kernel(case, kernel):
+    """The cfunc nutpie calls (arguments packed behind one pointer) returns what the numba
+    kernel returns when called from Python, and the batched ``constrained`` equals the
+    draw-by-draw one."""
+    import ctypes
+
+    from multilevel.builders.cnutpie import KERNEL_ARGS, _cfuncs, pack
+
+    design, priors = _design(case)
+    problem = marginal_problem(design, priors) if kernel == "marginal" else nc_problem(design, priors)
+    header, _keep = pack(problem.args, KERNEL_ARGS[kernel])
+    logp_c = _cfuncs(kernel)[0].ctypes
+    rng = np.random.default_rng(3)
+    thetas = np.stack([problem.initial_point(rng) for _ in range(3)])
+    for theta in thetas:
+        grad, logp = np.zeros(problem.ndim), np.zeros(1)
+        as_ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))  # noqa: E731
+        code = logp_c(problem.ndim, as_ptr(theta), as_ptr(grad), as_ptr(logp),
+                      ctypes.c_void_p(header.ctypes.data))
+        expected_lp, expected_grad = problem.logp_grad(theta)
+        assert code == 0
+        assert logp[0] == pytest.approx(expected_lp, rel=1e-12)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-12)
+    batched = problem.constrained(thetas)
+    for k, theta in enumerate(thetas):
+        for name, value in problem.constrained(theta).items():
+            np.testing.assert_allclose(batched[name][k], value, rtol=1e-12, err_msg=name)

@@ -46,7 +46,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["FAMILY_CODES", "logp_grad", "prior_logp_grad"]
+__all__ = ["FAMILY_CODES", "logp_grad", "fixed_terms", "prior_logp_grad",
+           "scale_corr_terms"]
 
 #: Prior family codes: locations below 10, scales (positive support) from 10.
 FAMILY_CODES = {
@@ -183,6 +184,55 @@ def _corr_chol(x, q, correlated):
 
 
 @numba.njit(cache=True, nogil=True)
+def fixed_terms(beta, g_beta, b_fam, b_par, shift, grad):
+    """Priors of the fixed effects (user scale) and the chain rule through the intercept shift:
+    fills ``grad[:p]`` from ``g_beta = dl/dbeta`` and returns the prior log-density."""
+    p = beta.shape[0]
+    lp = 0.0
+    for k in range(p):
+        plp, pg = prior_logp_grad(b_fam[k], b_par[k], beta[k])
+        lp += plp
+        g_beta[k] += pg
+    grad[:p] = g_beta
+    if shift.shape[0] == p:
+        for k in range(p):
+            grad[k] -= shift[k] * g_beta[0]
+    return lp
+
+
+@numba.njit(cache=True, nogil=True)
+def scale_corr_terms(theta, ks, kx, q, s, chol, logsum, g_lam, correlated, eta, sd_fam, sd_par, grad):
+    """Priors, log-Jacobians and chain rule of one factor's ``Lambda = diag(s) L``: fills
+    ``grad`` at the ``log s`` (from ``ks``) and ``x`` (from ``kx``) positions from
+    ``g_lam = dl/dLambda`` and returns the log-density terms."""
+    lp = 0.0
+    for a in range(q):
+        g_s = 0.0
+        for b in range(a + 1):
+            g_s += g_lam[a, b] * chol[a, b]
+        plp, pg = prior_logp_grad(sd_fam[a], sd_par[a], s[a])
+        lp += plp + theta[ks + a]
+        grad[ks + a] = (g_s + pg) * s[a] + 1.0
+    if correlated:
+        lp += -0.5 * (q - 1 + 2 * eta) * logsum
+        k = kx
+        for i in range(1, q):
+            x = theta[k:k + i]
+            r = np.dot(x, x)
+            norm = math.sqrt(1.0 + r)
+            gl = np.empty(i)
+            for m_ in range(i):
+                gl[m_] = s[i] * g_lam[i, m_]
+            g_diag = s[i] * g_lam[i, i]
+            dot = np.dot(gl, x) + g_diag
+            for m_ in range(i):
+                grad[k + m_] = gl[m_] / norm - x[m_] * dot / norm**3
+                grad[k + m_] -= (q - 1 + 2 * eta) * x[m_] / (1.0 + r)
+            k += i
+    return lp
+
+
+@numba.njit(cache=True, nogil=True)
 def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par, sd_fam, sd_par,
               sig_fam, sig_par, eta, correlated):
     """Unnormalised log posterior density and its gradient at ``theta`` (module docstring)."""
@@ -251,40 +301,11 @@ def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par,
                 g_p[a, b] += resid * e[b] / sigma2 - acc
     lp = -0.5 * n_total * math.log(2 * math.pi * sigma2) - 0.5 * logdet - (rss - quad) / (2 * sigma2)
     g_beta = (xty - xtx @ beta - g_beta_acc) / sigma2
-    # priors on beta (user scale)
-    for k in range(p):
-        plp, pg = prior_logp_grad(b_fam[k], b_par[k], beta[k])
-        lp += plp
-        g_beta[k] += pg
-    grad[:p] = g_beta
-    if shift.shape[0] == p:
-        for k in range(p):
-            grad[k] -= shift[k] * g_beta[0]
+    lp += fixed_terms(beta, g_beta, b_fam, b_par, shift, grad)
     g_lam = g_p / sigma
     g_sigma = -n_total / sigma + (rss - quad) / (sigma2 * sigma) - np.sum(g_p * pmat) / sigma
-    for a in range(q):
-        g_s = 0.0
-        for b in range(a + 1):
-            g_s += g_lam[a, b] * chol[a, b]
-        plp, pg = prior_logp_grad(sd_fam[a], sd_par[a], s[a])
-        lp += plp + theta[p + a]
-        grad[p + a] = (g_s + pg) * s[a] + 1.0
-    if correlated:
-        lp += -0.5 * (q - 1 + 2 * eta) * logsum
-        k = p + q
-        for i in range(1, q):
-            x = theta[k:k + i]
-            r = np.dot(x, x)
-            norm = math.sqrt(1.0 + r)
-            gl = np.empty(i)
-            for m_ in range(i):
-                gl[m_] = s[i] * g_lam[i, m_]
-            g_diag = s[i] * g_lam[i, i]
-            dot = np.dot(gl, x) + g_diag
-            for m_ in range(i):
-                grad[k + m_] = gl[m_] / norm - x[m_] * dot / norm**3
-                grad[k + m_] -= (q - 1 + 2 * eta) * x[m_] / (1.0 + r)
-            k += i
+    lp += scale_corr_terms(theta, p, p + q, q, s, chol, logsum, g_lam, correlated, eta, sd_fam,
+                           sd_par, grad)
     plp, pg = prior_logp_grad(sig_fam, sig_par, sigma)
     lp += plp + theta[-1]
     grad[-1] = (g_sigma + pg) * sigma + 1.0

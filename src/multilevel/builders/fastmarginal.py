@@ -1,9 +1,9 @@
 """Sample the marginal Gaussian model with nutpie and the cached numba log-density.
 
 :func:`sample_marginal` hands :func:`multilevel.builders.fastlogp.logp_grad` (compiled once per
-install) to nutpie's ``from_pyfunc`` interface, so a fit compiles nothing, then maps the draws
-back to the same named variables (``b``, ``sd_<g>``, ``corchol_<g>``, ``cor_<g>``, ``sigma``)
-as the PyMC model would give.
+install) to nutpie as a C callback (:mod:`multilevel.builders.cnutpie`), so a fit compiles
+nothing, then maps the draws back to the same named variables (``b``, ``sd_<g>``,
+``corchol_<g>``, ``cor_<g>``, ``sigma``) as the PyMC model would give.
 
 Examples
 --------
@@ -24,13 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from multilevel import naming
+from multilevel.builders.cnutpie import run_nutpie
 from multilevel.builders.fastlogp import FAMILY_CODES, FAMILY_PARAMS, logp_grad
 from multilevel.builders.marginal import SufficientStats, sufficient_stats
 from multilevel.design import Design
 from multilevel.priors import ResolvedPriors
 from multilevel.spec import Prior, SamplerSettings
 
-__all__ = ["MarginalProblem", "encode_prior", "marginal_problem", "run_nutpie", "sample_marginal"]
+__all__ = ["MarginalProblem", "corr_cholesky", "encode_prior", "marginal_problem", "sample_marginal",
+           "shifted_beta"]
 
 
 def encode_prior(prior: Prior) -> tuple[int, np.ndarray]:
@@ -67,27 +69,47 @@ class MarginalProblem:
         return initial_point(self, rng)
 
     def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        """Named parameter values at ``theta`` (``b`` on the user's scale)."""
+        """Named parameter values at ``theta`` (``(..., ndim)``; ``b`` on the user's scale)."""
         p, q, n_cor = self.p, self.q, self.n_cor
-        shift = self.args[0]
-        beta = theta[:p].copy()
-        if shift.shape[0] == p:
-            beta[0] -= shift @ theta[:p]
-        chol = np.eye(q)
-        k = p + q
-        for i in range(1, q if n_cor else 1):
-            x = theta[k:k + i]
-            norm = np.sqrt(1 + x @ x)
-            chol[i, :i] = x / norm
-            chol[i, i] = 1 / norm
-            k += i
         g = self.design.groups[0]
-        out = {naming.FIXED: beta, naming.sd_name(g.factor): np.exp(theta[p:p + q]),
-               naming.SIGMA: np.exp(theta[-1])}
+        out = {naming.FIXED: shifted_beta(theta, p, self.args[0]),
+               naming.sd_name(g.factor): np.exp(theta[..., p:p + q]),
+               naming.SIGMA: np.exp(theta[..., -1])}
         if n_cor:
+            chol = corr_cholesky(theta[..., p + q:p + q + n_cor], q)
             out[f"corchol_{naming.group_key(g.factor)}"] = chol
-            out[naming.cor_name(g.factor)] = chol @ chol.T
+            out[naming.cor_name(g.factor)] = chol @ np.swapaxes(chol, -1, -2)
         return out
+
+
+def shifted_beta(theta: np.ndarray, p: int, shift: np.ndarray) -> np.ndarray:
+    """Fixed effects on the user's scale from the sampler's (centred-intercept) ones."""
+    beta = np.array(theta[..., :p], dtype=float)
+    if shift.shape[0] == p:
+        beta[..., 0] -= theta[..., :p] @ shift
+    return beta
+
+
+def corr_cholesky(x: np.ndarray, q: int) -> np.ndarray:
+    """Cholesky factors ``(..., q, q)`` of correlation matrices from the unconstrained ``x``
+    (``(..., q(q-1)/2)``; row ``i`` is ``(x_i, 1) / sqrt(1 + |x_i|^2)``, module
+    :mod:`multilevel.builders.fastlogp`).
+
+    Examples
+    --------
+    >>> corr_cholesky(np.array([0.0]), 2).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    chol = np.zeros(x.shape[:-1] + (q, q))
+    chol[..., 0, 0] = 1.0
+    k = 0
+    for i in range(1, q):
+        xi = x[..., k:k + i]
+        norm = np.sqrt(1 + np.sum(xi * xi, axis=-1))
+        chol[..., i, :i] = xi / norm[..., None]
+        chol[..., i, i] = 1 / norm
+        k += i
+    return chol
 
 
 def marginal_problem(design: Design, priors: ResolvedPriors) -> MarginalProblem:
@@ -149,40 +171,6 @@ def _variables(problem: MarginalProblem) -> list[tuple[str, tuple[int, ...], tup
     return out
 
 
-def run_nutpie(problem, variables, coords, settings: SamplerSettings, *, progressbar: bool = True):
-    """NUTS by nutpie over ``problem`` (``ndim``, ``logp_grad``, ``constrained``,
-    ``initial_point``); ``variables`` are ``(name, shape, dims)`` of the stored draws."""
-    import nutpie
-    from nutpie.compiled_pyfunc import from_pyfunc
-
-    names = [v[0] for v in variables]
-
-    def make_logp():
-        def logp(x, **_):
-            return problem.logp_grad(x)
-        return logp
-
-    def make_expand(seed1, seed2, chain):
-        def expand(x, **_):
-            values = problem.constrained(np.asarray(x))
-            return {n: np.asarray(values[n], dtype=np.float64) for n in names}
-        return expand
-
-    def make_init(seed):
-        return problem.initial_point(np.random.default_rng(seed))
-
-    compiled = from_pyfunc(
-        problem.ndim, make_logp, make_expand, [np.dtype("float64")] * len(names),
-        [v[1] for v in variables], names, coords=coords,
-        dims={name: dims for name, _, dims in variables if dims}, make_initial_point_fn=make_init,
-    )
-    seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
-    return nutpie.sample(
-        compiled, draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=seed,
-        target_accept=settings.target_accept, progress_bar=progressbar,
-    )
-
-
 def sample_marginal(design: Design, priors: ResolvedPriors, settings: SamplerSettings,
                     *, progressbar: bool = True):
     """NUTS (nutpie) over the hyperparameters; returns ArviZ data like :func:`pymc.sample`."""
@@ -191,4 +179,4 @@ def sample_marginal(design: Design, priors: ResolvedPriors, settings: SamplerSet
     coords = {naming.FIXED_DIM: list(design.fixed_names),
               naming.term_dim(g.factor): list(g.term_names),
               naming.term_dim_bis(g.factor): list(g.term_names)}
-    return run_nutpie(problem, _variables(problem), coords, settings, progressbar=progressbar)
+    return run_nutpie(problem, "marginal", _variables(problem), coords, settings, progressbar=progressbar)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from multilevel import naming
-from multilevel.builders.fastmarginal import encode_prior, run_nutpie
+from multilevel.builders.cnutpie import run_nutpie
+from multilevel.builders.fastmarginal import corr_cholesky, encode_prior, shifted_beta
 from multilevel.builders.fastnc import factor_layout, nc_logp_grad
 from multilevel.design import Design, collapse_binomial
 from multilevel.priors import ResolvedPriors
@@ -52,33 +53,26 @@ class NCProblem:
         return nc_logp_grad(np.asarray(theta, dtype=float), *self.args)
 
     def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        """Named values at ``theta``: fixed effects on the user's scale, sds, correlations,
-        offsets ``z`` and group effects ``u``."""
-        shift = self.args[0]
-        beta = theta[:self.p].copy()
-        if shift.shape[0] == self.p:
-            beta[0] -= shift @ theta[:self.p]
-        out = {naming.FIXED: beta}
+        """Named values at ``theta`` (``(..., ndim)``): fixed effects on the user's scale, sds,
+        correlations, offsets ``z`` and group effects ``u``."""
+        out = {naming.FIXED: shifted_beta(theta, self.p, self.args[0])}
+        lead = theta.shape[:-1]
         for k, g in enumerate(self.design.groups):
             s0, x0, z0 = self.layout[k]
             q = g.n_terms
-            chol = np.eye(q)
-            pos = x0
             if g.correlated and q > 1:
-                for i in range(1, q):
-                    x = theta[pos:pos + i]
-                    norm = np.sqrt(1 + x @ x)
-                    chol[i, :i], chol[i, i] = x / norm, 1 / norm
-                    pos += i
+                chol = corr_cholesky(theta[..., x0:x0 + q * (q - 1) // 2], q)
                 out[f"corchol_{naming.group_key(g.factor)}"] = chol
-                out[naming.cor_name(g.factor)] = chol @ chol.T
-            sd = np.exp(theta[s0:s0 + q])
-            z = theta[z0:z0 + g.n_levels * q].reshape(g.n_levels, q)
+                out[naming.cor_name(g.factor)] = chol @ np.swapaxes(chol, -1, -2)
+            else:
+                chol = np.broadcast_to(np.eye(q), lead + (q, q))
+            sd = np.exp(theta[..., s0:s0 + q])
+            z = theta[..., z0:z0 + g.n_levels * q].reshape(lead + (g.n_levels, q))
             out[naming.sd_name(g.factor)] = sd
             out[naming.offset_name(g.factor)] = z
-            out[naming.effect_name(g.factor)] = z @ (sd[:, None] * chol).T
+            out[naming.effect_name(g.factor)] = np.einsum("...jb,...ab->...ja", z, sd[..., :, None] * chol)
         if self.design.spec.family == "gaussian" and self.design.se is None:
-            out[naming.SIGMA] = np.exp(theta[-1])
+            out[naming.SIGMA] = np.exp(theta[..., -1])
         return out
 
     def initial_point(self, rng: np.random.Generator) -> np.ndarray:
@@ -157,4 +151,4 @@ def sample_noncentered(design: Design, priors: ResolvedPriors, settings: Sampler
         variables.append((naming.effect_name(g.factor), (g.n_levels, q), (level, term)))
     if design.spec.family == "gaussian" and design.se is None:
         variables.append((naming.SIGMA, (), ()))
-    return run_nutpie(problem, variables, coords, settings, progressbar=progressbar)
+    return run_nutpie(problem, "noncentered", variables, coords, settings, progressbar=progressbar)
