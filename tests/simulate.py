@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-__all__ = ["binomial_logistic", "logistic", "varying_intercept", "varying_slope"]
+__all__ = ["binomial_logistic", "logistic", "nested", "varying_intercept", "varying_slope"]
 
 
 def _labels(n_groups: int, n_per: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,4 +100,32 @@ def binomial_logistic(
         "fixed": {"(Intercept)": beta[0], "x": beta[1]},
         "sd": {"(Intercept)": tau}, "cor": {}, "sigma": None, "u": u[:, None],
     }
+    return df, truth
+
+
+def nested(
+    n_schools: int = 30, n_classes: int = 4, n_per: int = 8, *, beta: tuple[float, float] = (1.0, 0.5),
+    sds: tuple[float, float, float] = (0.8, 0.3, 0.5), cor: float = -0.3, tau_class: float = 0.6,
+    sigma: float = 1.0, seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
+    """Students in classes in schools: ``y = (b0 + u0_s + w_c) + (b1 + u1_s) x + e`` with a
+    correlated school intercept and slope ``(u0, u1)`` (sds ``sds[:2]``, correlation ``cor``) and a
+    class intercept ``w_c ~ N(0, tau_class^2)``. Class labels repeat across schools (``c0`` in
+    every school), as in real data: only ``school/klass`` identifies a class. Unbalanced: class
+    sizes vary between ``n_per // 2`` and ``n_per``."""
+    rng = np.random.default_rng(seed)
+    cov = np.array([[sds[0] ** 2, cor * sds[0] * sds[1]], [cor * sds[0] * sds[1], sds[1] ** 2]])
+    u = rng.multivariate_normal(np.zeros(2), cov, size=n_schools)
+    w = rng.normal(0.0, tau_class, size=(n_schools, n_classes))
+    sizes = rng.integers(n_per // 2, n_per + 1, size=(n_schools, n_classes))
+    school = np.repeat(np.repeat(np.arange(n_schools), n_classes), sizes.ravel())
+    klass = np.repeat(np.tile(np.arange(n_classes), n_schools), sizes.ravel())
+    x = rng.normal(size=school.size)
+    y = (beta[0] + u[school, 0] + w[school, klass] + (beta[1] + u[school, 1]) * x
+         + rng.normal(0.0, sigma, size=school.size))
+    width = len(str(n_schools - 1))
+    df = pd.DataFrame({"y": y, "x": x, "school": [f"s{j:0{width}d}" for j in school],
+                       "klass": [f"c{k}" for k in klass]})
+    truth = {"fixed": {"(Intercept)": beta[0], "x": beta[1]}, "sd": {"(Intercept)": sds[0], "x": sds[1]},
+             "cor": {"(Intercept):x": cor}, "sd_class": tau_class, "sigma": sigma, "u": u, "w": w}
     return df, truth

@@ -84,10 +84,10 @@ def test_marginal_logp_matches_pymc(case):
     theta = problem.initial_point(rng)
     theta2 = theta.copy()
     theta2[: problem.p] += rng.normal(0, 0.5, problem.p)
-    theta2[problem.p: problem.p + problem.q] += rng.normal(0, 0.3, problem.q)
+    sd = [slice(f.ks, f.kx) for f in problem.factors]
+    theta2[sd[0]] += rng.normal(0, 0.3, sd[0].stop - sd[0].start)
     theta2[-1] += 0.1
     model = build_model(design, parameterization="marginal", priors=priors)
-    sd = [slice(problem.p, problem.p + problem.q)]
     _check(problem, model, theta, theta2, sd, sigma=True)
 
 

@@ -12,8 +12,9 @@
   ``N(Sigma Z_j' V_j^{-1} (y_j - X_j b), Sigma - Sigma Z_j' V_j^{-1} Z_j Sigma)`` (dense formula
   here): mean and covariance over 20000 draws at one fixed hyperparameter value agree within
   Monte Carlo error.
-* On sleepstudy, NUTS on the marginal and on the non-centered model (``fit_hierarchical``'s
-  sampling paths, and the PyMC non-centered graph as a reference) give the same posterior:
+* On sleepstudy (and Hsb82, marginal against non-centered), NUTS on the marginal and on the
+  non-centered model (``fit_hierarchical``'s sampling paths, and the PyMC non-centered graph
+  as a reference) give the same posterior:
   means and sds of b, sd_Subject, cor, sigma and the group effects u_Subject within
   ``4 sqrt(mcse_a^2 + mcse_b^2)`` (a 4-sigma band: with ~50 compared numbers the chance of a
   false failure is < 0.5%).
@@ -210,3 +211,21 @@ def test_posteriors_agree_on_sleepstudy(sleepstudy_fits, first, second):
     cor_b = pb["cor_Subject"].isel(Subject_term=0, Subject_term_bis=1)
     for method in ("mean", "sd"):
         _compare(cor_a, cor_b, f"{first} vs {second}: cor", method)
+
+
+@pytest.mark.slow
+def test_posteriors_agree_on_hsb82():
+    """The issue's second case: Hsb82 with a contextual effect and a correlated cses slope
+    (160 schools, 7185 pupils); marginal against non-centered."""
+    formula = "mAch ~ meanses + cses + sector + (1 + cses | school)"
+    df = datasets.load("hsb82")
+    kwargs = dict(draws=1000, tune=1000, chains=4, frequentist=False, progressbar=False)
+    marginal = fit_hierarchical(formula, df, parameterization="marginal", seed=41, **kwargs)
+    noncentered = fit_hierarchical(formula, df, parameterization="noncentered", seed=42, **kwargs)
+    pa, pb = marginal.posterior, noncentered.posterior
+    for name in ("b", "sd_school", "sigma", "u_school"):
+        for method in ("mean", "sd"):
+            _compare(pa[name], pb[name], f"hsb82 {name}", method)
+    for method in ("mean", "sd"):
+        _compare(pa["cor_school"].isel(school_term=0, school_term_bis=1),
+                 pb["cor_school"].isel(school_term=0, school_term_bis=1), "hsb82 cor", method)

@@ -165,20 +165,23 @@ def summed_log_likelihood(fit: HierarchicalFit, block: int = 2_000_000) -> np.nd
 
 
 def _marginal_log_likelihood(fit: HierarchicalFit) -> np.ndarray:
+    from multilevel.builders.fastnested import nested_loglik_draws
     from multilevel.builders.fastrecover import marginal_loglik_draws
     from multilevel.builders.marginal import sufficient_stats
-    from multilevel.summaries.tables import covariance_draws
+    from multilevel.builders.nested import lambda_draws, nested_stats, nesting
 
     design = fit.design
-    g = design.groups[0]
-    stats = sufficient_stats(design)
     post = fit.posterior
-    beta = draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1])
+    beta = np.ascontiguousarray(draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1]))
     sigma = draws_of(post, naming.SIGMA).ravel()
-    cov = covariance_draws(post, g).reshape(-1, g.n_terms, g.n_terms)
-    lam = np.linalg.cholesky(cov + 1e-300 * np.eye(g.n_terms))
-    return marginal_loglik_draws(np.ascontiguousarray(beta), np.ascontiguousarray(lam), sigma,
-                                 stats.ztz, stats.ztx, stats.zty, stats.xtx, stats.xty, stats.yty,
+    pos = nesting(design)
+    if pos is not None:
+        outer, inner = (design.groups[k] for k in pos)
+        return nested_loglik_draws(beta, lambda_draws(post, outer), lambda_draws(post, inner), sigma,
+                                   *nested_stats(design).kernel_args())
+    stats = sufficient_stats(design)
+    return marginal_loglik_draws(beta, lambda_draws(post, design.groups[0]), sigma, stats.ztz,
+                                 stats.ztx, stats.zty, stats.xtx, stats.xty, stats.yty,
                                  float(stats.n.sum()))
 
 

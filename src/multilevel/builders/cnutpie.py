@@ -41,6 +41,7 @@ from numba.extending import intrinsic
 
 from multilevel.builders.fastlogp import logp_grad
 from multilevel.builders.fastnc import nc_logp_grad
+from multilevel.builders.fastnested import nested_logp_grad
 from multilevel.spec import SamplerSettings
 
 __all__ = ["KERNEL_ARGS", "THETA", "pack", "run_nutpie"]
@@ -53,6 +54,7 @@ THETA = "theta_unconstrained"
 KERNEL_ARGS = {
     "marginal": "f1 f3 f3 f2 f2 f1 f f i1 f2 i1 f2 i f1 f b",
     "noncentered": "f1 f2 f1 f1 f2 i1 i2 i1 i1 b1 i2 i1 f2 i1 f2 i1 f1 i i f1",
+    "nested": "f1 f3 f3 f2 f3 f3 f3 f2 i1 f2 f1 f f i1 f2 i1 f2 i f1 f1 b1",
 }
 _DTYPES = {"f": np.float64, "i": np.int64, "b": np.bool_}
 
@@ -155,6 +157,21 @@ def _noncentered_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - run
     return _finish(lp, grad, out, logp_, dim)
 
 
+def _nested_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (84,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        lp, grad = nested_logp_grad(
+            x, _f1(h, 0), _f3(h, 1), _f3(h, 2), _f2(h, 3), _f3(h, 4), _f3(h, 5), _f3(h, 6),
+            _f2(h, 7), _i1(h, 8), _f2(h, 9), _f1(h, 10), _f1(h, 11)[0], _f1(h, 12)[0], _i1(h, 13),
+            _f2(h, 14), _i1(h, 15), _f2(h, 16), h[68], _f1(h, 18), _f1(h, 19), _b1(h, 20),
+        )
+    except Exception:  # noqa: BLE001
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
 def _identity_raw(dim, n_expanded, x_, out_, user_data):  # pragma: no cover - runs compiled
     x = numba.carray(x_, (dim,))
     out = numba.carray(out_, (n_expanded,))
@@ -167,7 +184,7 @@ _LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPoint
                         types.CPointer(types.double), types.voidptr)
 _EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
                           types.CPointer(types.double), types.voidptr)
-_RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw}
+_RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw}
 
 
 @functools.cache

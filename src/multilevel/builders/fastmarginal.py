@@ -26,13 +26,14 @@ import numpy as np
 from multilevel import naming
 from multilevel.builders.cnutpie import run_nutpie
 from multilevel.builders.fastlogp import FAMILY_CODES, FAMILY_PARAMS, logp_grad
-from multilevel.builders.marginal import SufficientStats, sufficient_stats
-from multilevel.design import Design
+from multilevel.builders.fastnested import nested_logp_grad
+from multilevel.builders.marginal import sufficient_stats
+from multilevel.design import Design, GroupDesign
 from multilevel.priors import ResolvedPriors
 from multilevel.spec import Prior, SamplerSettings
 
-__all__ = ["MarginalProblem", "corr_cholesky", "encode_prior", "marginal_problem", "sample_marginal",
-           "shifted_beta"]
+__all__ = ["Factor", "MarginalProblem", "corr_cholesky", "encode_prior", "marginal_problem",
+           "sample_marginal", "shifted_beta"]
 
 
 def encode_prior(prior: Prior) -> tuple[int, np.ndarray]:
@@ -45,40 +46,80 @@ def encode_prior(prior: Prior) -> tuple[int, np.ndarray]:
 
 
 @dataclass(frozen=True)
+class Factor:
+    """One grouping factor's place in ``theta``: ``log s`` from ``ks``, ``x`` from ``kx``."""
+
+    group: GroupDesign
+    ks: int
+    kx: int
+    n_cor: int
+
+
+@dataclass(frozen=True)
 class MarginalProblem:
-    """Everything :func:`logp_grad` takes besides ``theta``."""
+    """Everything the compiled ``kernel`` (``'marginal'``: :func:`fastlogp.logp_grad`, one
+    factor; ``'nested'``: :func:`fastnested.nested_logp_grad`, two nested factors, outer first)
+    takes besides ``theta = (beta_c, log s, x [per factor], log sigma)``."""
 
     design: Design
-    stats: SufficientStats
+    kernel: str
     args: tuple
     p: int
-    q: int
-    n_cor: int
+    factors: tuple[Factor, ...]
 
     @property
     def ndim(self) -> int:
         """Number of unconstrained parameters."""
-        return self.p + self.q + self.n_cor + 1
+        last = self.factors[-1]
+        return last.kx + last.n_cor + 1
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and gradient at ``theta``."""
-        return logp_grad(np.asarray(theta, dtype=float), *self.args)
+        kernel = logp_grad if self.kernel == "marginal" else nested_logp_grad
+        return kernel(np.asarray(theta, dtype=float), *self.args)
 
     def initial_point(self, rng: np.random.Generator) -> np.ndarray:
-        """A jittered starting point."""
-        return initial_point(self, rng)
+        """OLS fixed effects, sds at half the residual sd, jittered."""
+        d = self.design
+        coef, *_ = np.linalg.lstsq(d.X, d.y, rcond=None)
+        shift = self.args[0]
+        theta = np.zeros(self.ndim)
+        theta[:self.p] = coef
+        if shift.shape[0] == self.p:
+            theta[0] = coef[0] + shift @ coef
+        resid_sd = float(np.std(d.y - d.X @ coef))
+        for f in self.factors:
+            z_sd = f.group.Z.std(axis=0)
+            z_sd[z_sd == 0] = 1.0
+            theta[f.ks:f.kx] = np.log(0.5 * resid_sd / z_sd)
+        theta[-1] = np.log(resid_sd)
+        return theta + rng.uniform(-0.5, 0.5, size=theta.shape) * np.r_[
+            np.full(self.p, 0.1), np.ones(self.ndim - self.p)
+        ]
 
     def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Named parameter values at ``theta`` (``(..., ndim)``; ``b`` on the user's scale)."""
-        p, q, n_cor = self.p, self.q, self.n_cor
-        g = self.design.groups[0]
-        out = {naming.FIXED: shifted_beta(theta, p, self.args[0]),
-               naming.sd_name(g.factor): np.exp(theta[..., p:p + q]),
+        out = {naming.FIXED: shifted_beta(theta, self.p, self.args[0]),
                naming.SIGMA: np.exp(theta[..., -1])}
-        if n_cor:
-            chol = corr_cholesky(theta[..., p + q:p + q + n_cor], q)
-            out[f"corchol_{naming.group_key(g.factor)}"] = chol
-            out[naming.cor_name(g.factor)] = chol @ np.swapaxes(chol, -1, -2)
+        for f in self.factors:
+            g = f.group
+            out[naming.sd_name(g.factor)] = np.exp(theta[..., f.ks:f.kx])
+            if f.n_cor:
+                chol = corr_cholesky(theta[..., f.kx:f.kx + f.n_cor], g.n_terms)
+                out[f"corchol_{naming.group_key(g.factor)}"] = chol
+                out[naming.cor_name(g.factor)] = chol @ np.swapaxes(chol, -1, -2)
+        return out
+
+    def variables(self) -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
+        """``(name, shape, dims)`` of the stored draws."""
+        out = [(naming.FIXED, (self.p,), (naming.FIXED_DIM,)), (naming.SIGMA, (), ())]
+        for f in self.factors:
+            g, q = f.group, f.group.n_terms
+            out.append((naming.sd_name(g.factor), (q,), (naming.term_dim(g.factor),)))
+            if f.n_cor:
+                out.append((f"corchol_{naming.group_key(g.factor)}", (q, q), ()))
+                out.append((naming.cor_name(g.factor), (q, q),
+                            (naming.term_dim(g.factor), naming.term_dim_bis(g.factor))))
         return out
 
 
@@ -113,70 +154,48 @@ def corr_cholesky(x: np.ndarray, q: int) -> np.ndarray:
 
 
 def marginal_problem(design: Design, priors: ResolvedPriors) -> MarginalProblem:
-    """Encode the design's sufficient statistics and priors for :func:`logp_grad`."""
-    g = design.groups[0]
-    stats = sufficient_stats(design)
-    p, q = design.X.shape[1], g.n_terms
-    correlated = g.correlated and q > 1
+    """Encode the design's sufficient statistics and priors for the compiled kernel."""
+    from multilevel.builders.nested import nested_stats, nesting
+
+    pos = nesting(design)
+    groups = [design.groups[0]] if pos is None else [design.groups[k] for k in pos]
+    p = design.X.shape[1]
+    factors, k = [], p
+    for g in groups:
+        q = g.n_terms
+        n_cor = q * (q - 1) // 2 if g.correlated and q > 1 else 0
+        factors.append(Factor(g, k, k + q, n_cor))
+        k += q + n_cor
     fixed = [priors.intercept if n == "(Intercept)" else priors.fixed[n] for n in design.fixed_names]
     b_codes = [encode_prior(pr) for pr in fixed]
-    sd_codes = [encode_prior(pr) for pr in priors.sd[g.factor].values()]
+    sd_codes = [encode_prior(pr) for g in groups for pr in priors.sd[g.factor].values()]
     sig_fam, sig_par = encode_prior(priors.sigma)
     has_intercept = design.fixed_names[0] == "(Intercept)"
     shift = design.X.mean(axis=0) if has_intercept else np.zeros(0)
     if has_intercept:
         shift[0] = 0.0
-    eta = priors.cor[g.factor].kwargs["eta"] if correlated else 1.0
-    args = (
-        shift, stats.ztz, stats.ztx, stats.zty, stats.xtx, stats.xty, stats.yty,
-        float(stats.n.sum()),
-        np.array([c for c, _ in b_codes], dtype=np.int64), np.array([v for _, v in b_codes]),
-        np.array([c for c, _ in sd_codes], dtype=np.int64), np.array([v for _, v in sd_codes]),
-        sig_fam, sig_par, float(eta), correlated,
-    )
-    return MarginalProblem(design, stats, args, p, q, q * (q - 1) // 2 if correlated else 0)
-
-
-def initial_point(problem, rng: np.random.Generator) -> np.ndarray:
-    """OLS fixed effects, sds at half the residual sd, jittered (shared by the fast samplers)."""
-    d = problem.design
-    coef, *_ = np.linalg.lstsq(d.X, d.y, rcond=None)
-    shift = problem.args[0]
-    theta = np.zeros(problem.ndim)
-    theta[:problem.p] = coef
-    if shift.shape[0] == problem.p:
-        theta[0] = coef[0] + shift @ coef
-    resid_sd = float(np.std(d.y - d.X @ coef))
-    z_sd = d.groups[0].Z.std(axis=0)
-    z_sd[z_sd == 0] = 1.0
-    theta[problem.p:problem.p + problem.q] = np.log(0.5 * resid_sd / z_sd)
-    theta[-1] = np.log(resid_sd)
-    return theta + rng.uniform(-0.5, 0.5, size=theta.shape) * np.r_[
-        np.full(problem.p, 0.1), np.ones(problem.ndim - problem.p)
-    ]
-
-
-def _variables(problem: MarginalProblem) -> list[tuple[str, tuple[int, ...], tuple[str, ...]]]:
-    g = problem.design.groups[0]
-    out = [
-        (naming.FIXED, (problem.p,), (naming.FIXED_DIM,)),
-        (naming.sd_name(g.factor), (problem.q,), (naming.term_dim(g.factor),)),
-        (naming.SIGMA, (), ()),
-    ]
-    if problem.n_cor:
-        square = (problem.q, problem.q)
-        out.append((f"corchol_{naming.group_key(g.factor)}", square, ()))
-        out.append((naming.cor_name(g.factor), square,
-                    (naming.term_dim(g.factor), naming.term_dim_bis(g.factor))))
-    return out
+    etas = [priors.cor[f.group.factor].kwargs["eta"] if f.n_cor else 1.0 for f in factors]
+    codes = (np.array([c for c, _ in b_codes], dtype=np.int64), np.array([v for _, v in b_codes]),
+             np.array([c for c, _ in sd_codes], dtype=np.int64), np.array([v for _, v in sd_codes]),
+             sig_fam, sig_par)
+    if pos is None:
+        st = sufficient_stats(design)
+        args = (shift, st.ztz, st.ztx, st.zty, st.xtx, st.xty, st.yty, float(st.n.sum()), *codes,
+                float(etas[0]), bool(factors[0].n_cor))
+        return MarginalProblem(design, "marginal", args, p, tuple(factors))
+    args = (shift, *nested_stats(design).kernel_args(), *codes, np.array(etas, dtype=float),
+            np.array([bool(f.n_cor) for f in factors]))
+    return MarginalProblem(design, "nested", args, p, tuple(factors))
 
 
 def sample_marginal(design: Design, priors: ResolvedPriors, settings: SamplerSettings,
                     *, progressbar: bool = True):
     """NUTS (nutpie) over the hyperparameters; returns ArviZ data like :func:`pymc.sample`."""
     problem = marginal_problem(design, priors)
-    g = design.groups[0]
-    coords = {naming.FIXED_DIM: list(design.fixed_names),
-              naming.term_dim(g.factor): list(g.term_names),
-              naming.term_dim_bis(g.factor): list(g.term_names)}
-    return run_nutpie(problem, "marginal", _variables(problem), coords, settings, progressbar=progressbar)
+    coords = {naming.FIXED_DIM: list(design.fixed_names)}
+    for f in problem.factors:
+        g = f.group
+        coords[naming.term_dim(g.factor)] = list(g.term_names)
+        coords[naming.term_dim_bis(g.factor)] = list(g.term_names)
+    return run_nutpie(problem, problem.kernel, problem.variables(), coords, settings,
+                      progressbar=progressbar)

@@ -83,10 +83,16 @@ def marginal_supported(design: Design) -> tuple[bool, str | None]:
         return False, "the group effects are integrated out only for Gaussian responses."
     if design.se is not None:
         return False, "known standard errors use the non-centered parameterization."
+    if len(design.groups) == 2:
+        from multilevel.builders.nested import nesting
+
+        if nesting(design) is not None:
+            return True, None
     if len(design.groups) != 1:
         return False, (
-            "several grouping factors (crossed or nested) use the non-centered "
-            "parameterization; the marginal likelihood covers one grouping factor."
+            "crossed grouping factors (or more than two nested ones) use the non-centered "
+            "parameterization; the marginal likelihood covers one grouping factor or two "
+            "nested ones."
         )
     return True, None
 
@@ -148,43 +154,40 @@ def marginal_loglik_numpy(stats: SufficientStats, b, lam, sigma) -> float:
 
 
 def build_marginal_model(design: Design, priors: ResolvedPriors, coords: dict) -> pm.Model:
-    """PyMC model over (beta, sd, correlations, sigma) with the marginal likelihood."""
-    g = design.groups[0]
-    stats = sufficient_stats(design)
+    """PyMC model over (beta, sd, correlations, sigma) with the marginal likelihood (one
+    factor, or two nested ones: :mod:`multilevel.builders.nested`)."""
+    from multilevel.builders.nested import nested_marginal_loglik, nested_stats, nesting
+
     coords = {k: v for k, v in coords.items() if k != naming.OBS_DIM}
     with pm.Model(coords=coords) as model:
         b = _fixed_effects(design, priors)
-        sd = group_sd(g, priors)
-        chol = _corr_chol(g, priors)
+        lams = [_lambda(group_sd(g, priors), _corr_chol(g, priors), g.n_terms) for g in design.groups]
         sigma = prior_rv(naming.SIGMA, priors.sigma)
-        lam = _lambda(sd, chol, g.n_terms)
-        pm.Potential("marginal_loglik", marginal_loglik(stats, b, lam, sigma))
+        pos = nesting(design)
+        if pos is None:
+            loglik = marginal_loglik(sufficient_stats(design), b, lams[0], sigma)
+        else:
+            loglik = nested_marginal_loglik(nested_stats(design), b, lams[pos[0]], lams[pos[1]], sigma)
+        pm.Potential("marginal_loglik", loglik)
     return model
-
-
-def _lambda_draws(posterior: xr.Dataset, factor: str, q: int) -> np.ndarray:
-    sd = posterior[naming.sd_name(factor)].transpose("chain", "draw", ...).to_numpy()
-    cor_key = f"corchol_{naming.group_key(factor)}"
-    if cor_key in posterior:
-        chol = posterior[cor_key].transpose("chain", "draw", ...).to_numpy()
-    else:
-        chol = np.broadcast_to(np.eye(q), sd.shape + (q,))
-    return sd[..., :, None] * chol
 
 
 def recover_group_effects(idata, design: Design, seed: int | None = None):
     """Add exact draws of the group effects ``u`` to the posterior (module docstring)."""
     from multilevel.builders.fastrecover import recover_draws
+    from multilevel.builders.nested import lambda_draws, nesting, recover_nested_effects
 
+    if nesting(design) is not None:
+        return recover_nested_effects(idata, design, seed)
     g = design.groups[0]
     stats = sufficient_stats(design)
     post = idata["posterior"].to_dataset()
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     b = post[naming.FIXED].transpose("chain", "draw", ...).to_numpy().reshape(n_chain * n_draw, -1)
     sigma = post[naming.SIGMA].transpose("chain", "draw").to_numpy().ravel()
-    lam = _lambda_draws(post, g.factor, g.n_terms).reshape(n_chain * n_draw, g.n_terms, g.n_terms)
+    lam = lambda_draws(post, g)
     eps = np.random.default_rng(seed).standard_normal((n_chain * n_draw, g.n_levels, g.n_terms))
-    u = recover_draws(np.ascontiguousarray(b), np.ascontiguousarray(lam), sigma, stats.ztz,
+    u = recover_draws(np.ascontiguousarray(b), lam, sigma, stats.ztz,
                       stats.ztx, stats.zty, eps)
     u = u.reshape(n_chain, n_draw, g.n_levels, g.n_terms)
     dims = ("chain", "draw", naming.level_dim(g.factor), naming.term_dim(g.factor))
