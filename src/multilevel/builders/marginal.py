@@ -1,5 +1,6 @@
 """Gaussian models with the group effects integrated out analytically.
 
+(Two nested grouping factors: :mod:`multilevel.builders.nested`.)
 For one grouping factor with ``q`` varying terms, group ``j`` with ``n_j`` rows has
 ``y_j ~ N(X_j beta, Z_j Sigma Z_j' + sigma^2 I)``. Writing ``Sigma = Lambda Lambda'`` with
 ``Lambda = diag(s) L`` (``L`` the Cholesky factor of the correlation matrix) and
