@@ -61,12 +61,13 @@ __all__ = ["nested_logp_grad", "nested_loglik_grad", "nested_loglik_draws", "nes
 
 @numba.njit(cache=True, nogil=True)
 def _outer_system(j, beta, p1, p2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y, cell_start,
-                  minv, hm, h1, bk, t2, s_chol, c11, v1, vk, work):
+                  minv, m_chol, hm, h1, bk, t2, s_chol, c11, v1, vk, work):
     """Conditional moments of ``v`` for outer group ``j`` (module docstring).
 
-    Fills, per cell ``c`` of the group: ``minv[c] = M_k^-1``, ``h1[c] = H1k``, ``hm[c] = H1k
-    M_k^-1``, ``bk[c]``, ``t2[c] = Z2_k'r_k``, ``vk[c] = v_hat_k``; and ``s_chol`` (Cholesky of
-    ``S_j``), ``c11 = S_j^-1``, ``v1 = v_hat_1``. Returns ``(log|H_j|, t1 = Z1_j'r_j)``."""
+    Fills, per cell ``c`` of the group: ``m_chol[c]`` (Cholesky of ``M_k``),
+    ``minv[c] = M_k^-1``, ``h1[c] = H1k``, ``hm[c] = H1k M_k^-1``, ``bk[c]``,
+    ``t2[c] = Z2_k'r_k``, ``vk[c] = v_hat_k``; and ``s_chol`` (Cholesky of ``S_j``),
+    ``c11 = S_j^-1``, ``v1 = v_hat_1``. Returns ``(log|H_j|, t1 = Z1_j'r_j)``."""
     q1, q2, p = p1.shape[0], p2.shape[0], beta.shape[0]
     t1 = np.empty(q1)
     for a in range(q1):
@@ -106,11 +107,11 @@ def _outer_system(j, beta, p1, p2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y, cell_
                 for m in range(q2):
                     for n in range(q2):
                         acc += p2[m, a] * a2[k, m, n] * p2[n, b]
-                work[a, b] = acc
-        _chol_inplace(work, q2)
+                m_chol[c, a, b] = acc
+        _chol_inplace(m_chol[c], q2)
         for a in range(q2):
-            logdet += 2 * math.log(work[a, a])
-        _chol_inverse(work, q2, minv[c], work[q2:2 * q2])
+            logdet += 2 * math.log(m_chol[c, a, a])
+        _chol_inverse(m_chol[c], q2, minv[c], work[q2:2 * q2])
         for a in range(q1):
             for b in range(q2):
                 acc = 0.0
@@ -158,7 +159,7 @@ def _outer_system(j, beta, p1, p2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y, cell_
 @numba.njit(cache=True, nogil=True)
 def _work_arrays(max_cells, q1, q2):
     qq = max(q1, q2)
-    return (np.empty((max_cells, q2, q2)), np.empty((max_cells, q1, q2)),
+    return (np.empty((max_cells, q2, q2)), np.empty((max_cells, q2, q2)), np.empty((max_cells, q1, q2)),
             np.empty((max_cells, q1, q2)), np.empty((max_cells, q2)), np.empty((max_cells, q2)),
             np.empty((q1, q1)), np.empty((q1, q1)), np.empty(q1), np.empty((max_cells, q2)),
             np.empty((2 * q2 + q1, qq)))
@@ -187,7 +188,7 @@ def nested_loglik_grad(beta, lam1, lam2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y,
     max_cells = 1
     for j in range(n_outer):
         max_cells = max(max_cells, cell_start[j + 1] - cell_start[j])
-    minv, hm, h1, bk, t2, s_chol, c11, v1, vk, work = _work_arrays(max_cells, q1, q2)
+    minv, m_chol, hm, h1, bk, t2, s_chol, c11, v1, vk, work = _work_arrays(max_cells, q1, q2)
     rss = yty - 2 * np.dot(beta, xty) + np.dot(beta, xtx @ beta)
     logdet = 0.0
     bv = 0.0
@@ -202,7 +203,7 @@ def nested_loglik_grad(beta, lam1, lam2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y,
     ekk = np.empty((q2, q2))
     for j in range(n_outer):
         ld, t1 = _outer_system(j, beta, p1, p2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y, cell_start,
-                               minv, hm, h1, bk, t2, s_chol, c11, v1, vk, work)
+                               minv, m_chol, hm, h1, bk, t2, s_chol, c11, v1, vk, work)
         logdet += ld
         n_v += q1
         for a in range(q1):
@@ -333,17 +334,16 @@ def nested_recover_draws(beta, lam1, lam2, sigma, g1, z1x, z1y, a2, c12, z2x, z2
     max_cells = 1
     for j in range(n_outer):
         max_cells = max(max_cells, cell_start[j + 1] - cell_start[j])
-    minv, hm, h1, bk, t2, s_chol, c11, v1, vk, work = _work_arrays(max_cells, q1, q2)
+    minv, m_chol, hm, h1, bk, t2, s_chol, c11, v1, vk, work = _work_arrays(max_cells, q1, q2)
     v1_draw = np.empty(q1)
     noise2 = np.empty(q2)
     v2_draw = np.empty(q2)
-    m_chol = np.empty((q2, q2))
     for s in range(n_draws):
         p1 = lam1[s] / sigma[s]
         p2 = lam2[s] / sigma[s]
         for j in range(n_outer):
             _outer_system(j, beta[s], p1, p2, sigma[s], g1, z1x, z1y, a2, c12, z2x, z2y, cell_start,
-                          minv, hm, h1, bk, t2, s_chol, c11, v1, vk, work)
+                          minv, m_chol, hm, h1, bk, t2, s_chol, c11, v1, vk, work)
             _solve_upper_t(s_chol, eps1[s, j], v1_draw, q1)  # S^-1/2 eps: covariance S^-1
             for a in range(q1):
                 v1_draw[a] += v1[a]
@@ -353,15 +353,7 @@ def nested_recover_draws(beta, lam1, lam2, sigma, g1, z1x, z1y, a2, c12, z2x, z2
             for c in range(cell_start[j + 1] - start):
                 k = start + c
                 # v2 | v1 ~ N(M^-1 (b_k - H1k' v1), M^-1); M = chol(M) chol(M)'
-                for a in range(q2):
-                    for b in range(q2):
-                        acc = 1.0 if a == b else 0.0
-                        for m in range(q2):
-                            for n in range(q2):
-                                acc += p2[m, a] * a2[k, m, n] * p2[n, b]
-                        m_chol[a, b] = acc
-                _chol_inplace(m_chol, q2)
-                _solve_upper_t(m_chol, eps2[s, k], noise2, q2)
+                _solve_upper_t(m_chol[c], eps2[s, k], noise2, q2)
                 for a in range(q2):
                     acc = 0.0
                     for b in range(q2):
