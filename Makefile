@@ -33,6 +33,7 @@ demo: $(STAMP)
 	$(VENV)/bin/multilevel demo --models models --out reports
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	@$(PY) -m pytest -q -ra --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -44,6 +45,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 import multilevel as ml
-from multilevel.builders.model import build_model
 from multilevel.design import build_design
+from multilevel.model import build_model
 
 bmb = pytest.importorskip("bambi")
 

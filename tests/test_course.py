@@ -28,10 +28,10 @@ from scipy import stats
 
 import multilevel as ml
 from multilevel import DataError, ModelSpec, course, datasets, fit_hierarchical
-from multilevel.builders.named import multilevel_logistic, varying_intercept, varying_slope
 from multilevel.design import build_design
 from multilevel.frequentist import fit_frequentist
-from multilevel.loglik import pointwise_log_likelihood
+from multilevel.results.loglik import pointwise_log_likelihood
+from multilevel.spec.named import multilevel_logistic, varying_intercept, varying_slope
 
 REF = json.loads((Path(__file__).parent / "reference" / "course_lme4.json").read_text())
 SHARED = REFERENCE / "lme4"
@@ -358,7 +358,7 @@ def test_compare_binomial_models_and_loglik_by_hand():
     ref = json.loads((SHARED / "cbpp_laplace.json").read_text()) if SHARED.is_dir() else None
     if ref is not None:  # binomial Laplace: up to 4e-3 above lme4's log-likelihood (README)
         assert table.set_index("model").loc["period", "aic"] == pytest.approx(ref["AIC"], abs=1e-2)
-    ll = pointwise_log_likelihood(f1)  # multilevel.loglik, which compare_models uses
+    ll = pointwise_log_likelihood(f1)  # multilevel.results.loglik, which compare_models uses
     b = f1.posterior["b"].isel(chain=1, draw=7).to_numpy()
     u = f1.posterior["u_herd"].isel(chain=1, draw=7).to_numpy()[:, 0]
     herd = df["herd"].astype(str).map({lv: i for i, lv in enumerate(f1.design.groups[0].levels)})

@@ -21,7 +21,7 @@ import multilevel as ml
 from multilevel import DataError, GroupTerm, ModelSpec, Prior, SpecError
 from multilevel.design import build_design
 from multilevel.frequentist import fit_frequentist
-from multilevel.spec_io import spec_from_toml
+from multilevel.spec.io import spec_from_toml
 
 
 def frame(n_groups: int = 6, per: int = 5, seed: int = 0, **columns: Any) -> pd.DataFrame:
@@ -260,8 +260,8 @@ def no_sampling(monkeypatch):
     def reached(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a model was built or sampled before the error")
 
-    for name in ("build_model", "sample_model", "sample_noncentered"):
-        monkeypatch.setattr(f"multilevel.fit.{name}", reached)
+    for name in ("build_model", "sample_model", "run_nutpie"):
+        monkeypatch.setattr(f"multilevel.engine.run.{name}", reached)
 
 
 @pytest.mark.usefixtures("no_sampling")

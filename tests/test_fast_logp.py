@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 import multilevel as ml
-from multilevel.builders.fastmarginal import marginal_problem
-from multilevel.builders.model import build_model
-from multilevel.builders.ncproblem import nc_problem
 from multilevel.design import build_design, collapse_binomial
-from multilevel.priors import resolve_priors
+from multilevel.engine.marginal import marginal_problem
+from multilevel.engine.noncentered import nc_problem
+from multilevel.model import build_model, resolve_priors
 
 CASES = {
     "sleepstudy_slope": ("Reaction ~ Days + (Days | Subject)", "gaussian", "sleepstudy"),
@@ -131,12 +130,13 @@ def test_c_callback_matches_the_kernel(case, kernel):
     draw-by-draw one."""
     import ctypes
 
-    from multilevel.builders.cnutpie import KERNEL_ARGS, _cfuncs, pack
+    from multilevel.engine.args import pack
+    from multilevel.engine.callbacks import cfuncs
 
     design, priors = _design(case)
     problem = marginal_problem(design, priors) if kernel == "marginal" else nc_problem(design, priors)
-    header, _keep = pack(problem.args, KERNEL_ARGS[kernel])
-    logp_c = _cfuncs(kernel)[0].ctypes
+    header, _keep = pack(problem.args)
+    logp_c = cfuncs(kernel)[0].ctypes
     rng = np.random.default_rng(3)
     thetas = np.stack([problem.initial_point(rng) for _ in range(3)])
     for theta in thetas:

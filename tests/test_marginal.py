@@ -33,15 +33,12 @@ from scipy import stats
 from simulate import varying_slope
 
 from multilevel import ModelSpec, SamplerSettings, datasets, fit_hierarchical
-from multilevel.builders.marginal import (
-    marginal_loglik,
-    marginal_loglik_numpy,
-    recover_group_effects,
-    sufficient_stats,
-)
-from multilevel.builders.model import build_model
 from multilevel.design import build_design
-from multilevel.sampling import sample_model
+from multilevel.design.statistics import sufficient_stats
+from multilevel.engine.pymc import sample_model
+from multilevel.engine.recovery import recover_group_effects
+from multilevel.model import build_model
+from multilevel.model.marginal import marginal_loglik, marginal_loglik_numpy
 
 FORMULA = "y ~ x + (1 + x | g)"
 FORMULA_SLEEP = "Reaction ~ Days + (Days | Subject)"

@@ -22,9 +22,8 @@ import pandas as pd
 import pytest
 
 import multilevel as ml
-from multilevel.frequentist import fit_frequentist
-from multilevel.meta import MetaAnalysisFit
-from multilevel.summaries.tables import typical_within_variance
+from multilevel.design.statistics import typical_within_variance
+from multilevel.frequentist import MetaAnalysisFit, fit_frequentist
 
 ROOT = Path(__file__).resolve().parents[1]
 # tpos, tneg, cpos, cneg of the 13 BCG trials (metafor's dat.bcg), and the absolute latitude.

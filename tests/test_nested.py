@@ -28,14 +28,15 @@ from test_fast_logp import _check
 from test_marginal import _compare
 
 from multilevel import ModelSpec, fit_hierarchical
-from multilevel.builders.fastmarginal import marginal_problem
-from multilevel.builders.fastnested import nested_loglik_grad
-from multilevel.builders.model import build_model
-from multilevel.builders.nested import nested_marginal_loglik, nested_stats, nesting, recover_nested_effects
 from multilevel.design import build_design
+from multilevel.design.statistics import nested_stats, nesting
+from multilevel.engine import choose_parameterization
+from multilevel.engine.kernels.nested import nested_loglik_grad
+from multilevel.engine.marginal import marginal_problem
+from multilevel.engine.recovery import recover_group_effects as recover_nested_effects
 from multilevel.errors import SpecError
-from multilevel.fit import choose_parameterization
-from multilevel.priors import resolve_priors
+from multilevel.model import build_model, resolve_priors
+from multilevel.model.marginal import nested_marginal_loglik
 
 FORMULA = "y ~ x + (1 + x | school) + (1 + x | school:klass)"
 

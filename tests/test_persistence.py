@@ -15,7 +15,7 @@ import xarray as xr
 import multilevel as ml
 from multilevel import DataError, datasets
 from multilevel.fit import load_fit
-from multilevel.persistence import data_fingerprint
+from multilevel.results.persistence import data_fingerprint
 
 SAMPLER = {"draws": 50, "tune": 50, "chains": 2, "seed": 11, "progressbar": False}
 TABLES = ("fixed_effects", "variance_components", "icc", "shrinkage", "diagnostics", "priors",

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from multilevel import DataError, ModelSpec, SpecError
 from multilevel.design import Design, build_design
-from multilevel.spec_io import spec_from_toml
+from multilevel.spec.io import spec_from_toml
 
 SETTINGS = settings(max_examples=80, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

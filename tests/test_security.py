@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 
 import multilevel as ml
-from multilevel import GroupTerm, ModelSpec, SpecError, datachecks
-from multilevel import design as design_module
-from multilevel import formula as formula_module
+from multilevel import GroupTerm, ModelSpec, SpecError
 from multilevel.design import build_design
-from multilevel.formula import check_safe
-from multilevel.spec_io import spec_from_toml
+from multilevel.design import checks as datachecks
+from multilevel.design import matrices as design_module
+from multilevel.spec import formula as formula_module
+from multilevel.spec.io import spec_from_toml
+from multilevel.spec.safety import check_safe
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Power-scaling prior sensitivity (:mod:`multilevel.sensitivity`)."""
+"""Power-scaling prior sensitivity (:mod:`multilevel.results.sensitivity`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from scipy import stats
 
 import multilevel as ml
 from multilevel import Prior
-from multilevel.loglik import with_log_likelihood
-from multilevel.sensitivity import (
+from multilevel.results.loglik import with_log_likelihood
+from multilevel.results.sensitivity import (
     log_prior_draws,
     prior_logpdf,
     prior_sensitivity,

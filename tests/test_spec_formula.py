@@ -15,7 +15,7 @@ from multilevel import (
     varying_intercept,
     varying_slope,
 )
-from multilevel.spec_io import spec_from_toml
+from multilevel.spec.io import spec_from_toml
 
 
 @pytest.mark.parametrize(

@@ -9,22 +9,26 @@ Examples
 """
 
 from multilevel import course, datasets, plots
-from multilevel.builders.named import (
+from multilevel.course import compare_models
+from multilevel.errors import DataError, SpecError
+from multilevel.fit import HierarchicalFit, fit_hierarchical, load_fit
+from multilevel.frequentist import FrequentistFit, fit_frequentist
+from multilevel.prior_predictive import prior_predictive, prior_summary
+from multilevel.spec import (
+    GroupTerm,
+    ModelSpec,
+    Prior,
+    SamplerSettings,
+    load_spec,
     meta_analysis,
     multilevel_logistic,
     varying_intercept,
     varying_slope,
 )
-from multilevel.course import compare_models
-from multilevel.errors import DataError, SpecError
-from multilevel.fit import HierarchicalFit, fit_hierarchical
-from multilevel.persistence import load_fit
-from multilevel.prior_predictive import prior_predictive, prior_summary
-from multilevel.spec import GroupTerm, ModelSpec, Prior, SamplerSettings
-from multilevel.spec_io import load_spec
 
 __all__ = [
     "DataError",
+    "FrequentistFit",
     "GroupTerm",
     "HierarchicalFit",
     "ModelSpec",
@@ -34,6 +38,7 @@ __all__ = [
     "compare_models",
     "course",
     "datasets",
+    "fit_frequentist",
     "fit_hierarchical",
     "load_fit",
     "load_spec",

@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fit_and_write(spec_path: Path, out: Path, args: argparse.Namespace) -> Path:
+    from multilevel.design import load_data
     from multilevel.fit import fit_hierarchical
     from multilevel.report import write_report
-    from multilevel.spec_io import load_data, load_spec
+    from multilevel.spec.io import load_spec
 
     spec = load_spec(spec_path)
     df = load_data(spec, getattr(args, "data", None))

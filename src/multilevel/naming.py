@@ -24,6 +24,7 @@ __all__ = [
     "SIGMA",
     "chol_name",
     "cor_name",
+    "corchol_name",
     "effect_name",
     "group_key",
     "level_dim",
@@ -58,6 +59,17 @@ def sd_name(factor: str) -> str:
 def cor_name(factor: str) -> str:
     """Name of the correlation matrix of ``factor``'s varying terms."""
     return f"cor_{group_key(factor)}"
+
+
+def corchol_name(factor: str) -> str:
+    """Name of the Cholesky factor of ``factor``'s correlation matrix (LKJ).
+
+    Examples
+    --------
+    >>> corchol_name("a:b")
+    'corchol_a__b'
+    """
+    return f"corchol_{group_key(factor)}"
 
 
 def chol_name(factor: str) -> str:

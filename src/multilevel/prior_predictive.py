@@ -17,11 +17,11 @@ import pymc as pm
 import xarray as xr
 
 from multilevel import naming
-from multilevel.builders.model import build_model
-from multilevel.design import build_design
-from multilevel.priors import resolve_priors
-from multilevel.spec import ModelSpec
-from multilevel.spec_io import as_spec, load_data
+from multilevel.design import build_design, load_data
+from multilevel.errors import SpecError
+from multilevel.model import build_model, resolve_priors
+from multilevel.spec.io import as_spec
+from multilevel.spec.model import ModelSpec
 
 __all__ = ["prior_predictive", "prior_summary"]
 
@@ -57,8 +57,6 @@ def prior_predictive(
     (1, 50, 919)
     """
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        from multilevel.errors import SpecError
-
         raise SpecError(f"draws must be a positive integer, got {draws!r}.")
     spec = as_spec(spec, family)
     design = build_design(spec, df if df is not None else load_data(spec), missing=missing)

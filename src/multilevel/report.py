@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = ["data_summary", "format_table", "frequentist_notes", "html_summary", "text_summary",
            "write_report"]
@@ -183,7 +183,7 @@ tr:nth-child(even){{background:#f3f3f3}}img{{max-width:100%}}pre{{background:#f6
 
 def write_report(fit: HierarchicalFit, path: str | Path, prob: float = 0.95) -> Path:
     """Write one self-contained HTML report (and a ``.txt`` twin) of ``fit``."""
-    from multilevel.fit import package_versions
+    from multilevel.versions import package_versions
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

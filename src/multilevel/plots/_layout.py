@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = ["grid", "method_label", "single_axes"]
 

@@ -32,13 +32,13 @@ from scipy.stats import rankdata
 
 from multilevel import naming
 from multilevel.design import GroupDesign
-from multilevel.summaries.core import draws_of
-from multilevel.summaries.tables import (
+from multilevel.results.core import draws_of
+from multilevel.results.tables import (
     icc_draws,
 )
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = [
     "VarianceDraws",
@@ -162,7 +162,7 @@ def variance_draws(fit: HierarchicalFit, *, icc: bool = True) -> list[VarianceDr
 
     Labels (group, term, stat) match :meth:`HierarchicalFit.variance_components`; the ICC rows
     are ``(group, type, 'icc')`` for every ICC of :meth:`HierarchicalFit.icc` (adjusted,
-    conditional, at_x0), from :func:`~multilevel.summaries.tables.icc_draws`.
+    conditional, at_x0), from :func:`~multilevel.results.tables.icc_draws`.
     """
     vc, icc_freq = _frequentist_lookup(fit)
     nan = float("nan")

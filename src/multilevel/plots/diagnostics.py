@@ -30,7 +30,7 @@ from multilevel.plots.compute import (
 )
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = ["plot_pair", "plot_trace"]
 

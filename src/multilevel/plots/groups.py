@@ -22,10 +22,10 @@ from scipy.stats import norm
 from multilevel import naming
 from multilevel.plots._layout import method_label, single_axes
 from multilevel.plots.compute import group_sizes, resolve_group
-from multilevel.summaries.core import DEFAULT_PROB, draws_of
+from multilevel.results.core import DEFAULT_PROB, draws_of
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = ["plot_caterpillar", "plot_shrinkage"]
 

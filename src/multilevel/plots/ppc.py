@@ -19,7 +19,7 @@ from multilevel.plots._layout import single_axes
 from multilevel.plots.compute import group_proportions, posterior_predictive, resolve_group
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = ["plot_ppc"]
 

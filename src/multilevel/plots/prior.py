@@ -57,7 +57,7 @@ def success_proportions(
 
 
 def _spec(idata):
-    from multilevel.spec_io import spec_from_toml
+    from multilevel.spec.io import spec_from_toml
 
     text = idata.attrs.get("multilevel_spec")
     if text is None:

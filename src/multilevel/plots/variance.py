@@ -4,7 +4,7 @@ One panel per group sd, per correlation, for the residual sd (Gaussian models) a
 adjusted ICC of each grouping factor (Nakagawa; with several factors also their total, group
 ``all``). Histograms rather than KDEs: an sd piled up against zero or a correlation near +-1
 would be smeared past its bound by a plain KDE. The ICC draws come from
-:mod:`multilevel.summaries.tables`; the conditional and covariate-zero ICCs are in
+:mod:`multilevel.results.tables`; the conditional and covariate-zero ICCs are in
 :meth:`HierarchicalFit.icc`.
 """
 
@@ -21,7 +21,7 @@ from multilevel.plots._layout import grid, method_label
 from multilevel.plots.compute import variance_draws
 
 if TYPE_CHECKING:
-    from multilevel.fit import HierarchicalFit
+    from multilevel.results.result import FitResult as HierarchicalFit
 
 __all__ = ["plot_variance"]
 

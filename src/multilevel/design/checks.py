@@ -1,0 +1,350 @@
+"""Data checks of :func:`multilevel.design.build_design`: every problem gets a clear error.
+
+Each check names the column, term or option at fault and how to fix it
+(:class:`~multilevel.errors.DataError` for the data, :class:`~multilevel.errors.SpecError` for
+an argument); the warnings (a varying slope that does not vary within groups, perfect separation
+in a logistic model, rows dropped by ``missing='drop'``) let the fit go on. None of them modifies
+the caller's DataFrame.
+
+Examples
+--------
+>>> import pandas as pd
+>>> _missing_mask(pd.DataFrame({"x": [1.0, float("inf")]}))["x"].tolist()
+[False, True]
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+
+import numpy as np
+import pandas as pd
+from formulae import model_description
+
+from multilevel.design.statistics import group_cross
+from multilevel.design.types import Design, GroupDesign
+from multilevel.errors import DataError, SpecError
+from multilevel.spec.model import ModelSpec
+from multilevel.spec.safety import check_safe
+from multilevel.spec.terms import GroupTerm
+
+__all__ = [
+    "check_columns", "check_fixed", "check_groups", "check_transforms", "design_level1_variance",
+    "handle_missing",
+    "known_se", "rows_text", "used_columns", "warn_separation", "warn_slopes",
+]
+
+
+def _term_columns(term: str) -> set[str]:
+    if term == "1":
+        return set()
+    check_safe(term, where="term")
+    desc = model_description(term)
+    names: set[str] = set()
+    for t in desc.terms:
+        names |= {v for v in getattr(t, "var_names", set()) if v}
+    return names
+
+
+def _numeric_inputs(term: str) -> set[str]:
+    """Columns that a numeric transform (``log(x)``, ``I(x^2)``, ...) of ``term`` reads."""
+    if "(" not in term:
+        return set()
+    check_safe(term, where="term")
+    out: set[str] = set()
+    for t in model_description(term).terms:
+        for c in getattr(t, "components", []):
+            if type(c).__name__ == "Call" and not c.name.startswith("C("):
+                out |= {v for v in c.var_names if v}
+    return out
+
+
+def used_columns(spec: ModelSpec) -> list[str]:
+    """Every data column the spec reads, response first.
+
+    Examples
+    --------
+    >>> from multilevel import ModelSpec
+    >>> used_columns(ModelSpec.from_formula("y ~ x*z + (1 + x | g)"))
+    ['y', 'x', 'z', 'g']
+    """
+    cols = [spec.response] + [c for c in (spec.trials, spec.failures, spec.se) if c]
+    for term in spec.fixed:
+        cols += sorted(_term_columns(term))
+    for g in spec.groups:
+        for term in g.slopes:
+            cols += sorted(_term_columns(term))
+        cols += list(g.columns)
+    return list(dict.fromkeys(cols))
+
+def check_transforms(frame: pd.DataFrame, spec: ModelSpec) -> None:
+    terms = list(spec.fixed) + [t for g in spec.groups for t in g.slopes]
+    for term in terms:
+        for col in sorted(_numeric_inputs(term)):
+            if not pd.api.types.is_numeric_dtype(frame[col]):
+                raise DataError(
+                    f"The term {term!r} applies a numeric transform to column {col!r}, which is "
+                    f"not numeric (dtype {frame[col].dtype}): convert the column to numbers, or "
+                    "use it without the transform as a factor."
+                )
+
+
+def check_columns(spec: ModelSpec, df: pd.DataFrame) -> list[str]:
+    cols = used_columns(spec)
+    for col in cols:
+        if col not in df.columns:
+            close = difflib.get_close_matches(col, [str(c) for c in df.columns], n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DataError(
+                f"Column {col!r} used by the model is not in the data.{hint} "
+                f"Available columns: {', '.join(map(str, df.columns[:20]))}."
+            )
+        copies = int(np.sum(df.columns == col))
+        if copies > 1:
+            raise DataError(
+                f"Column {col!r} appears {copies} times in the DataFrame: rename or drop the "
+                "duplicates (df.loc[:, ~df.columns.duplicated()])."
+            )
+    rhs = {c for t in spec.fixed for c in _term_columns(t)}
+    rhs |= {c for g in spec.groups for t in g.slopes for c in _term_columns(t)}
+    for name in (spec.response, spec.trials, spec.failures, spec.se):
+        if name in rhs:
+            raise SpecError(
+                f"Column {name!r} is the response (or its trials/standard errors) and also a "
+                "predictor: remove it from the right-hand side."
+            )
+    unused = sorted(set(spec.level_order) - set(cols))
+    if unused:
+        raise SpecError(
+            f"levels= is given for {', '.join(map(repr, unused))}, which the model does not use: "
+            "remove it, or check the column name."
+        )
+    return cols
+
+
+def rows_text(k: int) -> str:
+    return f"{k} row" if k == 1 else f"{k} rows"
+
+
+def _missing_mask(frame: pd.DataFrame) -> pd.DataFrame:
+    bad = frame.isna()
+    for col in frame.columns:
+        s = frame[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            if pd.api.types.is_complex_dtype(s):
+                raise DataError(
+                    f"Column {col!r} holds complex numbers: use its real part or its modulus."
+                )
+            bad[col] |= ~np.isfinite(s.to_numpy(dtype=float, na_value=np.nan))
+    return bad
+
+
+def _role(col: str, spec: ModelSpec) -> str:
+    if col == spec.response:
+        return "Response"
+    if any(col in g.columns for g in spec.groups):
+        return "Grouping factor"
+    return "Column"
+
+
+def handle_missing(
+    frame: pd.DataFrame, missing: str, spec: ModelSpec
+) -> tuple[pd.DataFrame, int]:
+    bad = _missing_mask(frame)
+    n = len(frame)
+    for col in frame.columns:
+        if bad[col].all():
+            raise DataError(
+                f"{_role(col, spec)} {col!r} is entirely missing: all {n} values are NaN, None or "
+                "infinite. Check how the column was read or merged; a model cannot use it."
+            )
+    rows = bad.any(axis=1)
+    if not rows.any():
+        return frame, 0
+    per_col = {c: int(bad[c].sum()) for c in frame.columns if bad[c].any()}
+    if missing == "drop":
+        warnings.warn(
+            f"missing='drop': dropped {int(rows.sum())} of {n} rows with NaN or inf values "
+            f"(by column: {per_col}).",
+            UserWarning,
+            stacklevel=3,
+        )
+        kept = frame.loc[~rows]
+        if kept.empty:
+            raise DataError(
+                f"Every row has a missing value in a used column (by column: {per_col}); "
+                "nothing is left to fit."
+            )
+        return kept, int(rows.sum())
+    (first, count), *others = per_col.items()
+    also = "".join(f"; {_role(c, spec).lower()} {c!r} has {k}" for c, k in others)
+    raise DataError(
+        f"{_role(first, spec)} {first!r} has {count} NaN or infinite values (of {n} rows){also}. "
+        f"Fill or remove them, or pass missing='drop' to drop the {rows_text(int(rows.sum()))} "
+        "concerned (the fit reports how many)."
+    )
+
+
+def check_groups(term: GroupTerm, levels: tuple, n_rows: int, spec: ModelSpec,
+                  trials: np.ndarray | None) -> None:
+    if len(levels) < 2:
+        raise DataError(
+            f"Grouping factor {term.factor!r} has {len(levels)} level(s): a multilevel model "
+            "needs at least two groups (five or more to estimate a variance well)."
+        )
+    single_ok = spec.se is not None or (trials is not None and bool(np.any(trials > 1)))
+    if len(levels) == n_rows and not single_ok:
+        residual = "residual variance" if spec.family == "gaussian" else "0/1 outcome noise"
+        raise DataError(
+            f"Every group of {term.factor!r} has a single row, so its variance cannot be told "
+            f"apart from the {residual}: check the grouping column (is it a row id?)."
+        )
+
+
+def warn_slopes(group: GroupDesign, term: GroupTerm, z_terms: tuple[str, ...]) -> None:
+    """Warn about a varying slope whose column is constant within every group."""
+    lo = np.full((group.n_levels, group.n_terms), np.inf)
+    hi = np.full((group.n_levels, group.n_terms), -np.inf)
+    np.minimum.at(lo, group.index, group.Z)
+    np.maximum.at(hi, group.index, group.Z)
+    flat = np.all(hi - lo == 0, axis=0)
+    for name in dict.fromkeys(
+        z_terms[k] for k in range(group.n_terms) if flat[k] and group.term_names[k] != "(Intercept)"
+    ):
+        warnings.warn(
+            f"The varying slope of {name!r} in {term.to_formula()} does not vary within any group "
+            f"of {term.factor!r}: {name} is constant within every group, so its group-level "
+            "variance is not identified (only the intercept can absorb between-group "
+            f"differences). Drop {name} from the group term and keep it as a fixed effect.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _separation_warning(what: str, design: Design) -> None:
+    warnings.warn(
+        f"Perfect separation: {what} in {design.spec.response!r}. Its maximum-likelihood "
+        "estimate is infinite and its posterior is set by the prior: merge sparse levels, give "
+        "it an informative prior (e.g. priors={'b': Prior('Normal', mu=0, sigma=2.5)}), or drop "
+        "the term.",
+        UserWarning,
+        stacklevel=5,
+    )
+
+
+def warn_separation(design: Design, terms: tuple[str, ...]) -> None:
+    """Warn when one factor level has only successes or only failures, or one fixed-effect
+    column alone separates successes from failures (cheap, one column at a time)."""
+    n = design.trials if design.trials is not None else np.ones_like(design.y)
+    success, failure = design.y > 0, design.y < n
+    if not success.any() or not failure.any():
+        return
+    factors = set()
+    for term in dict.fromkeys(terms):
+        cols = _term_columns(term) if term != "Intercept" else set()
+        col = next(iter(cols)) if len(cols) == 1 else None
+        if col is None or not isinstance(design.frame[col].dtype, pd.CategoricalDtype):
+            continue
+        factors.add(term)
+        cat = design.frame[col].cat
+        wins = np.bincount(cat.codes, weights=design.y, minlength=len(cat.categories))
+        tries = np.bincount(cat.codes, weights=n, minlength=len(cat.categories))
+        for level, w, t in zip(cat.categories, wins, tries, strict=True):
+            if t > 0 and w in (0, t):
+                outcome = "successes" if w else "failures"
+                _separation_warning(
+                    f"level {str(level)!r} of {col!r} (term {term!r}) has only {outcome}", design
+                )
+    for j, name in enumerate(design.fixed_names):
+        if name == "(Intercept)" or terms[j] in factors:
+            continue
+        x = design.X[:, j]
+        xs, xf = x[success], x[failure]
+        if xf.max() <= xs.min():
+            high, low, cut = "success", "failure", xf.max()
+        elif xs.max() <= xf.min():
+            high, low, cut = "failure", "success", xs.max()
+        else:
+            continue
+        how = (
+            f"every row with {name} = 1 is a {high}" if set(np.unique(x)) <= {0.0, 1.0}
+            else f"every {high} has {name} >= {cut:g} and every {low} has {name} <= {cut:g}"
+        )
+        _separation_warning(
+            f"the fixed-effect term {terms[j]!r} (column {name!r}) predicts the outcome ({how})",
+            design,
+        )
+
+
+def check_fixed(X: np.ndarray, names: tuple[str, ...], n_params: int) -> None:
+    for j, name in enumerate(names):
+        if name != "(Intercept)" and np.ptp(X[:, j]) == 0:
+            raise DataError(
+                f"Predictor {name!r} is constant ({X[0, j]:g} in every row): drop it, its effect "
+                "is not identified beside the intercept."
+            )
+    if X.shape[0] < n_params:
+        raise DataError(
+            f"{X.shape[0]} rows are fewer than the {n_params} parameters of the model: collect "
+            "more data or simplify the model."
+        )
+    rank = np.linalg.matrix_rank(X)
+    if rank < X.shape[1]:
+        _, _, vt = np.linalg.svd(X, full_matrices=False)
+        null = np.abs(vt[-1])
+        culprits = [names[j] for j in np.argsort(null)[::-1] if null[j] > 1e-6][:4]
+        raise DataError(
+            f"The fixed-effect columns are perfectly collinear (rank {rank} < {X.shape[1]}): "
+            f"{', '.join(culprits)} are linear combinations of each other. Drop one of them."
+        )
+
+
+def known_se(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray | None:
+    if spec.se is None:
+        return None
+    s = frame[spec.se]
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise DataError(f"Standard errors {spec.se!r} must be numeric, got {s.dtype}.")
+    se = s.to_numpy(dtype=float)
+    bad = int(np.sum(se <= 0))
+    if bad:
+        raise DataError(
+            f"Standard errors {spec.se!r} must be positive; found {rows_text(bad)} with zero or "
+            "negative values."
+        )
+    return se
+
+
+def design_level1_variance(design: Design, rtol: float = 1e-10) -> None:
+    """Raise :class:`DataError` when a Gaussian design's residual variance is zero (see
+    :func:`multilevel.course.check_level1_variance`, which also takes a spec and data)."""
+    if design.spec.is_logistic or getattr(design, "se", None) is not None:
+        return
+    y, X = design.y, design.X
+    tss = float(np.sum((y - y.mean()) ** 2))
+    for g in design.groups:
+        W = np.column_stack([y, X])
+        ztz = group_cross(g.index, g.n_levels, g.Z, g.Z)
+        ztw = group_cross(g.index, g.n_levels, g.Z, W)
+        coef = np.linalg.pinv(ztz) @ ztw
+        R = W - np.einsum("nq,nqk->nk", g.Z, coef[g.index])
+        beta, *_ = np.linalg.lstsq(R[:, 1:], R[:, 0], rcond=None)
+        rss = float(np.sum((R[:, 0] - R[:, 1:] @ beta) ** 2))
+        if rss <= rtol * tss:
+            terms = " + ".join(g.term_names)
+            pinned = bool(np.any(g.counts > np.linalg.matrix_rank(ztz)))
+            why = (
+                "A Gaussian multilevel likelihood is unbounded there (sigma -> 0)"
+                if pinned else
+                "Every group has no more rows than varying terms, so sigma^2 cannot be told "
+                "apart from the group-level covariance"
+            )
+            raise DataError(
+                f"The level-1 residual variance is zero: the fixed effects plus a separate "
+                f"{terms} for every group of {g.factor!r} reproduce {design.spec.response!r} "
+                f"exactly (residual sum of squares {rss:.3g} of a total {tss:.3g}). {why}: "
+                "REML/ML estimates, ICCs and the posterior would be meaningless. These look like "
+                "the data of a worked example: use within_between() for its regressions, or "
+                "drop a term."
+            )

@@ -1,0 +1,247 @@
+r"""Statistics of the design computed once and shared by every later stage.
+
+* :func:`group_cross`: per-group cross-products ``sum_{i in j} a_i b_i'``, the one O(rows) kernel
+  behind everything here;
+* :class:`SufficientStats` (one grouping factor) and :class:`NestedStats` (two nested ones):
+  what the marginal Gaussian likelihood needs (per group ``Z'Z``, ``Z'X``, ``Z'y`` and the
+  global ``X'X``, ``X'y``, ``y'y``); sums over rows, so chunks merge with :func:`merge_stats`;
+  :func:`marginal_statistics` picks the right one for a design;
+* :func:`nesting`: which of two grouping factors is nested in the other;
+* :func:`complete_pooling`, :func:`group_ols`, :func:`group_logistic`: the regressions that
+  ignore the groups, or fit each group alone;
+* :func:`typical_within_variance`: the typical within-study variance of a meta-analysis.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> from multilevel import ModelSpec
+>>> from multilevel.design import build_design
+>>> df = pd.DataFrame({"y": np.arange(12.0) % 5, "school": list("aaaabbbbcccc"),
+...                    "klass": list("xxyyxxyyxxyy")})
+>>> d = build_design(ModelSpec.from_formula("y ~ 1 + (1 | school/klass)"), df)
+>>> outer, inner = nesting(d)
+>>> d.groups[outer].factor, d.groups[inner].factor
+('school', 'school:klass')
+>>> nested_stats(d).cell_start.tolist()  # two classes in each of three schools
+[0, 2, 4, 6]
+>>> group_ols(np.ones((4, 1)), np.array([0, 0, 1, 1]), np.array([1.0, 3.0, 5.0, 7.0]), 2).ravel().tolist()
+[2.0, 6.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.special import expit
+
+from multilevel.design.types import Design, GroupDesign
+
+__all__ = [
+    "NestedStats",
+    "SufficientStats",
+    "complete_pooling",
+    "group_cross",
+    "group_logistic",
+    "group_ols",
+    "marginal_statistics",
+    "merge_stats",
+    "nested_stats",
+    "nesting",
+    "sufficient_stats",
+    "typical_within_variance",
+]
+
+
+def group_cross(index: np.ndarray, n_groups: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(n_groups, a_cols, b_cols)``: ``out[j] = sum over rows i of group j of a_i b_i'``.
+
+    Examples
+    --------
+    >>> group_cross(np.array([0, 0, 1]), 2, np.ones((3, 1)), np.array([[1.0], [2.0], [5.0]])).ravel().tolist()
+    [3.0, 5.0]
+    """
+    out = np.zeros((n_groups, a.shape[1], b.shape[1]))
+    np.add.at(out, index, a[:, :, None] * b[:, None, :])
+    return out
+
+
+@dataclass(frozen=True)
+class SufficientStats:
+    """Per-group and global sums that determine the marginal Gaussian likelihood."""
+
+    n: np.ndarray  # (G,)
+    ztz: np.ndarray  # (G, q, q)
+    ztx: np.ndarray  # (G, q, p)
+    zty: np.ndarray  # (G, q)
+    xtx: np.ndarray  # (p, p)
+    xty: np.ndarray  # (p,)
+    yty: float
+
+    @property
+    def n_total(self) -> float:
+        """Number of rows."""
+        return float(self.n.sum())
+
+
+def sufficient_stats(design: Design) -> SufficientStats:
+    """One pass over the rows: the sums the marginal likelihood of one factor needs."""
+    g, X, y = design.groups[0], design.X, design.y
+    return SufficientStats(
+        n=np.bincount(g.index, minlength=g.n_levels).astype(float),
+        ztz=group_cross(g.index, g.n_levels, g.Z, g.Z),
+        ztx=group_cross(g.index, g.n_levels, g.Z, X),
+        zty=group_cross(g.index, g.n_levels, g.Z, y[:, None])[:, :, 0],
+        xtx=X.T @ X, xty=X.T @ y, yty=float(y @ y),
+    )
+
+
+def merge_stats(a: SufficientStats, b: SufficientStats) -> SufficientStats:
+    """Sufficient statistics of two chunks of rows with the same groups (an associative sum)."""
+    return SufficientStats(*(getattr(a, f.name) + getattr(b, f.name) for f in fields(SufficientStats)))
+
+
+@dataclass(frozen=True)
+class NestedStats:
+    """Sufficient statistics of two nested factors; cells (inner levels) sorted by outer group,
+    ``cell_start[j]:cell_start[j+1]`` the cells of outer group ``j``, ``cell_level[k]`` the
+    inner level of cell ``k``."""
+
+    g1: np.ndarray  # (J, q1, q1)  Z1'Z1
+    z1x: np.ndarray  # (J, q1, p)
+    z1y: np.ndarray  # (J, q1)
+    a2: np.ndarray  # (K, q2, q2)  Z2'Z2
+    c12: np.ndarray  # (K, q1, q2)  Z1'Z2
+    z2x: np.ndarray  # (K, q2, p)
+    z2y: np.ndarray  # (K, q2)
+    cell_start: np.ndarray  # (J + 1,)
+    cell_level: np.ndarray  # (K,)
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: float
+    n_total: float
+
+    def kernel_args(self) -> tuple:
+        """The statistics in the order of :func:`fastnested.nested_loglik_grad`."""
+        return (self.g1, self.z1x, self.z1y, self.a2, self.c12, self.z2x, self.z2y,
+                self.cell_start, self.xtx, self.xty, self.yty, self.n_total)
+
+
+def _parent(inner: GroupDesign, outer: GroupDesign) -> np.ndarray | None:
+    """Outer level of every inner level when ``inner`` is nested in ``outer``, else None."""
+    parent = np.full(inner.n_levels, -1)
+    parent[inner.index] = outer.index
+    if np.any(parent < 0) or np.any(parent[inner.index] != outer.index):
+        return None
+    return parent
+
+
+def nesting(design: Design) -> tuple[int, int] | None:
+    """Positions ``(outer, inner)`` in ``design.groups`` when there are exactly two grouping
+    factors and one is nested in the other (each of its levels inside one level of the other,
+    with more levels); None otherwise."""
+    if len(design.groups) != 2:
+        return None
+    a, b = design.groups
+    for outer, inner, pos in ((a, b, (0, 1)), (b, a, (1, 0))):
+        if inner.n_levels > outer.n_levels and _parent(inner, outer) is not None:
+            return pos
+    return None
+
+
+def nested_stats(design: Design) -> NestedStats:
+    """One pass over the rows: per outer group and per cell sums (see :class:`NestedStats`)."""
+    pos = nesting(design)
+    if pos is None:
+        raise ValueError("the design has no two nested grouping factors")
+    outer, inner = design.groups[pos[0]], design.groups[pos[1]]
+    parent = _parent(inner, outer)
+    order = np.argsort(parent, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    cell = rank[inner.index]
+    X, y, z1, z2 = design.X, design.y, outer.Z, inner.Z
+    n_outer, n_cells = outer.n_levels, inner.n_levels
+
+    return NestedStats(
+        g1=group_cross(outer.index, n_outer, z1, z1), z1x=group_cross(outer.index, n_outer, z1, X),
+        z1y=group_cross(outer.index, n_outer, z1, y[:, None])[:, :, 0],
+        a2=group_cross(cell, n_cells, z2, z2), c12=group_cross(cell, n_cells, z1, z2),
+        z2x=group_cross(cell, n_cells, z2, X),
+        z2y=group_cross(cell, n_cells, z2, y[:, None])[:, :, 0],
+        cell_start=np.r_[0, np.cumsum(np.bincount(parent, minlength=n_outer))].astype(np.int64),
+        cell_level=order.astype(np.int64), xtx=X.T @ X, xty=X.T @ y, yty=float(y @ y),
+        n_total=float(y.shape[0]),
+    )
+
+
+def marginal_statistics(design: Design) -> SufficientStats | NestedStats:
+    """The statistics of the marginal likelihood: :class:`NestedStats` for two nested factors,
+    else :class:`SufficientStats` of the one factor."""
+    return sufficient_stats(design) if nesting(design) is None else nested_stats(design)
+
+
+def _group_sums(Z: np.ndarray, idx: np.ndarray, w: np.ndarray, r: np.ndarray, n_groups: int):
+    return group_cross(idx, n_groups, Z * w[:, None], Z), group_cross(idx, n_groups, Z, r[:, None])[:, :, 0]
+
+
+def _solve(ztz: np.ndarray, ztr: np.ndarray) -> np.ndarray:
+    out = np.full(ztr.shape, np.nan)
+    cond = np.linalg.cond(ztz)
+    ok = np.isfinite(cond) & (cond < 1e10)
+    if ok.any():
+        out[ok] = np.linalg.solve(ztz[ok], ztr[ok][..., None])[..., 0]
+    return out
+
+
+def group_ols(Z: np.ndarray, idx: np.ndarray, r: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group least squares of ``r`` on ``Z``: ``(n_groups, q)``, NaN where singular."""
+    ztz, ztr = _group_sums(Z, idx, np.ones(len(r)), r, n_groups)
+    return _solve(ztz, ztr)
+
+
+def group_logistic(
+    Z: np.ndarray, idx: np.ndarray, y: np.ndarray, n: np.ndarray, offset: np.ndarray,
+    n_groups: int, iterations: int = 30,
+) -> np.ndarray:
+    """Per-group logistic MLE (Newton), NaN where it diverges (separation) or is singular."""
+    coef = np.zeros((n_groups, Z.shape[1]))
+    for _ in range(iterations):
+        eta = offset + np.einsum("nq,nq->n", Z, coef[idx])
+        p = expit(eta)
+        w = n * p * (1 - p)
+        info, score = _group_sums(Z, idx, w, y - n * p, n_groups)
+        step = _solve(info, score)
+        coef = coef + np.nan_to_num(step)
+    coef[np.abs(coef) > 15] = np.nan
+    coef[np.isnan(step).any(axis=1)] = np.nan
+    return coef
+
+
+def complete_pooling(design: Design) -> np.ndarray:
+    """Coefficients of the fixed-effects regression that ignores the groups."""
+    if design.se is not None:  # inverse-variance weighted: the fixed-effect meta-analysis
+        w = 1.0 / design.se
+        return np.linalg.lstsq(design.X * w[:, None], design.y * w, rcond=None)[0]
+    if not design.spec.is_logistic:
+        return np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+    n = design.trials if design.trials is not None else np.ones_like(design.y)
+    one = np.zeros(len(design.y), dtype=int)
+    return group_logistic(design.X, one, design.y, n, np.zeros(len(design.y)), 1)[0]
+
+
+def typical_within_variance(se: np.ndarray, X: np.ndarray | None = None) -> float:
+    """Typical within-study variance ``s^2 = (k - p) / tr(P)``, ``P = W - W X (X'WX)^-1 X'W``,
+    ``W = diag(1 / se^2)`` (metafor's ``I^2`` for meta-regression); with an intercept only this
+    is Higgins and Thompson's (2002) ``(k - 1) sum w / ((sum w)^2 - sum w^2)``.
+
+    Examples
+    --------
+    >>> typical_within_variance(np.array([2.0, 2.0, 2.0]))
+    4.0
+    """
+    w = 1.0 / np.asarray(se, dtype=float) ** 2
+    X = np.ones((len(w), 1)) if X is None else np.asarray(X, dtype=float)
+    wx = X * w[:, None]
+    trace_p = w.sum() - np.trace(np.linalg.solve(X.T @ wx, wx.T @ wx))
+    return float((len(w) - X.shape[1]) / trace_p)

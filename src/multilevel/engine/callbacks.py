@@ -1,0 +1,240 @@
+"""nutpie's C callbacks for the compiled kernels: the header of an argument record, unpacked.
+
+nutpie's ``from_pyfunc`` calls a Python function for every gradient: the chains then share the
+GIL (they run one after another) and each call costs ~15 us of Python overhead, which for a
+small marginal model is most of the work. Here the log-density is instead a numba ``cfunc``
+with the C signature nutpie's Rust sampler calls directly (the one nutpie's own numba backend
+uses): ``int64 logp(uint64 dim, double *x, double *grad, double *logp, void *user_data)``.
+
+``user_data`` is the ``int64`` header of the kernel's argument record
+(:func:`multilevel.engine.args.pack`); each callback reads every field at the slot the record
+assigns it (``_M.ztz``, ...) with the accessor of its kind, into a local of the field's name, and
+passes the locals to the kernel in the record's order (the tests check that every record's
+field names are the kernel's parameter names, in order), so the record is the one place where
+arguments are ordered. The ``cfunc`` is generic and cached
+on disk like the kernels it wraps (this module imports the records: a change to a record
+changes this module's compiled constants only after the cache is cleared, so records and
+callbacks live side by side and the tests compare every callback with its kernel).
+
+Return codes follow nutpie's: ``0`` ok, ``3`` non-finite gradient, ``4`` non-finite log-density,
+``1`` an exception (all recoverable: the step is rejected as a divergence).
+
+Examples
+--------
+>>> sorted(RECORDS)
+['marginal', 'nested', 'noncentered']
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from multilevel.engine.args import SLOT, MarginalArgs, NestedArgs, NoncenteredArgs
+from multilevel.engine.kernels.marginal import logp_grad
+from multilevel.engine.kernels.nested import nested_logp_grad
+from multilevel.engine.kernels.noncentered import nc_logp_grad
+
+__all__ = ["KERNELS", "RECORDS", "cfuncs"]
+
+_S = SLOT
+_M = MarginalArgs.slots()
+_N = NestedArgs.slots()
+_C = NoncenteredArgs.slots()
+_M_SIZE = MarginalArgs.header_size()
+_N_SIZE = NestedArgs.header_size()
+_C_SIZE = NoncenteredArgs.header_size()
+
+
+@intrinsic
+def _as_pointer(typingctx, address):
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+    return types.voidptr(address), codegen
+
+
+@numba.njit(inline="always")
+def _f1(h, k):
+    return numba.carray(_as_pointer(h[_S * k]), (h[_S * k + 1],), np.float64)
+
+
+@numba.njit(inline="always")
+def _f2(h, k):
+    return numba.carray(_as_pointer(h[_S * k]), (h[_S * k + 1], h[_S * k + 2]), np.float64)
+
+
+@numba.njit(inline="always")
+def _f3(h, k):
+    return numba.carray(_as_pointer(h[_S * k]), (h[_S * k + 1], h[_S * k + 2], h[_S * k + 3]), np.float64)
+
+
+@numba.njit(inline="always")
+def _i1(h, k):
+    return numba.carray(_as_pointer(h[_S * k]), (h[_S * k + 1],), np.int64)
+
+
+@numba.njit(inline="always")
+def _i2(h, k):
+    return numba.carray(_as_pointer(h[_S * k]), (h[_S * k + 1], h[_S * k + 2]), np.int64)
+
+
+@numba.njit(inline="always")
+def _b1(h, k):
+    return numba.carray(_as_pointer(h[_S * k]), (h[_S * k + 1],), np.bool_)
+
+
+@numba.njit(inline="always")
+def _flt(h, k):
+    return _f1(h, k)[0]
+
+
+@numba.njit(inline="always")
+def _int(h, k):
+    return h[_S * k]
+
+
+@numba.njit(inline="always")
+def _bool(h, k):
+    return h[_S * k] != 0
+
+
+@numba.njit(inline="always")
+def _finish(lp, grad, out, logp_, dim):
+    for i in range(dim):
+        out[i] = grad[i]
+        if not np.isfinite(grad[i]):
+            return 3
+    logp_[0] = lp
+    return 0 if np.isfinite(lp) else 4
+
+
+def _marginal_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_M_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        shift = _f1(h, _M.shift)
+        ztz = _f3(h, _M.ztz)
+        ztx = _f3(h, _M.ztx)
+        zty = _f2(h, _M.zty)
+        xtx = _f2(h, _M.xtx)
+        xty = _f1(h, _M.xty)
+        yty = _flt(h, _M.yty)
+        n_total = _flt(h, _M.n_total)
+        b_fam = _i1(h, _M.b_fam)
+        b_par = _f2(h, _M.b_par)
+        sd_fam = _i1(h, _M.sd_fam)
+        sd_par = _f2(h, _M.sd_par)
+        sig_fam = _int(h, _M.sig_fam)
+        sig_par = _f1(h, _M.sig_par)
+        eta = _flt(h, _M.eta)
+        correlated = _bool(h, _M.correlated)
+        lp, grad = logp_grad(
+            x, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par, sd_fam, sd_par,
+            sig_fam, sig_par, eta, correlated,
+        )
+    except Exception:  # noqa: BLE001 - nutpie's convention: report, the step is rejected
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
+def _noncentered_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_C_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        shift = _f1(h, _C.shift)
+        X = _f2(h, _C.X)
+        y = _f1(h, _C.y)
+        trials = _f1(h, _C.trials)
+        Z = _f2(h, _C.Z)
+        z_start = _i1(h, _C.z_start)
+        idx = _i2(h, _C.idx)
+        q = _i1(h, _C.q)
+        levels = _i1(h, _C.levels)
+        correlated = _b1(h, _C.correlated)
+        layout = _i2(h, _C.layout)
+        b_fam = _i1(h, _C.b_fam)
+        b_par = _f2(h, _C.b_par)
+        sd_fam = _i1(h, _C.sd_fam)
+        sd_par = _f2(h, _C.sd_par)
+        sd_start = _i1(h, _C.sd_start)
+        eta_lkj = _f1(h, _C.eta_lkj)
+        family = _int(h, _C.family)
+        sig_fam = _int(h, _C.sig_fam)
+        sig_par = _f1(h, _C.sig_par)
+        lp, grad = nc_logp_grad(
+            x, shift, X, y, trials, Z, z_start, idx, q, levels, correlated, layout, b_fam, b_par,
+            sd_fam, sd_par, sd_start, eta_lkj, family, sig_fam, sig_par,
+        )
+    except Exception:  # noqa: BLE001
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
+def _nested_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_N_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        shift = _f1(h, _N.shift)
+        g1 = _f3(h, _N.g1)
+        z1x = _f3(h, _N.z1x)
+        z1y = _f2(h, _N.z1y)
+        a2 = _f3(h, _N.a2)
+        c12 = _f3(h, _N.c12)
+        z2x = _f3(h, _N.z2x)
+        z2y = _f2(h, _N.z2y)
+        cell_start = _i1(h, _N.cell_start)
+        xtx = _f2(h, _N.xtx)
+        xty = _f1(h, _N.xty)
+        yty = _flt(h, _N.yty)
+        n_total = _flt(h, _N.n_total)
+        b_fam = _i1(h, _N.b_fam)
+        b_par = _f2(h, _N.b_par)
+        sd_fam = _i1(h, _N.sd_fam)
+        sd_par = _f2(h, _N.sd_par)
+        sig_fam = _int(h, _N.sig_fam)
+        sig_par = _f1(h, _N.sig_par)
+        eta = _f1(h, _N.eta)
+        correlated = _b1(h, _N.correlated)
+        lp, grad = nested_logp_grad(
+            x, shift, g1, z1x, z1y, a2, c12, z2x, z2y, cell_start, xtx, xty, yty, n_total, b_fam,
+            b_par, sd_fam, sd_par, sig_fam, sig_par, eta, correlated,
+        )
+    except Exception:  # noqa: BLE001
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
+def _identity_raw(dim, n_expanded, x_, out_, user_data):  # pragma: no cover - runs compiled
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (n_expanded,))
+    for i in range(dim):
+        out[i] = x[i]
+    return 0
+
+
+_LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
+                        types.CPointer(types.double), types.voidptr)
+_EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                          types.CPointer(types.double), types.voidptr)
+_RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw}
+RECORDS = {"marginal": MarginalArgs, "noncentered": NoncenteredArgs, "nested": NestedArgs}
+KERNELS = {"marginal": logp_grad, "noncentered": nc_logp_grad, "nested": nested_logp_grad}
+
+
+@functools.cache
+def cfuncs(kernel: str):
+    """The log-density and expand callbacks of ``kernel`` (a key of :data:`RECORDS`), compiled
+    at first use after install or loaded from numba's disk cache."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=numba.NumbaWarning)
+        return (numba.cfunc(_LOGP_SIG, cache=True)(_RAW[kernel]),
+                numba.cfunc(_EXPAND_SIG, cache=True)(_identity_raw))

@@ -1,0 +1,78 @@
+"""The sampling stage: a design and its priors in, a posterior (ArviZ data) out.
+
+:func:`sample_posterior` builds the readable PyMC model (kept on the fit as ``fit.model``) and
+samples the chosen parameterization: the compiled kernels through nutpie
+(:mod:`multilevel.engine.nutpie`) when the sampler is nutpie and a kernel covers the model, else
+PyMC's own NUTS on the PyMC model (:mod:`multilevel.engine.pymc`); after a marginal fit the group
+effects are drawn exactly (:mod:`multilevel.engine.recovery`).
+
+Examples
+--------
+>>> from multilevel import ModelSpec, SamplerSettings, datasets
+>>> from multilevel.design import build_design
+>>> from multilevel.model import resolve_priors
+>>> d = build_design(ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)"),
+...                  datasets.load("sleepstudy"))
+>>> out = sample_posterior(d, resolve_priors(d), SamplerSettings(draws=50, tune=50, chains=1, seed=1),
+...                        "marginal", progressbar=False)
+>>> sorted(out.idata["posterior"].data_vars)[:3]
+['b', 'cor_Subject', 'corchol_Subject']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pymc as pm
+
+from multilevel.design import Design, collapse_binomial
+from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics
+from multilevel.engine.choice import compiled_noncentered
+from multilevel.engine.marginal import marginal_problem
+from multilevel.engine.noncentered import nc_problem
+from multilevel.engine.nutpie import run_nutpie
+from multilevel.engine.pymc import sample_model
+from multilevel.engine.recovery import recover_group_effects
+from multilevel.model import ResolvedPriors, build_model
+from multilevel.spec.terms import SamplerSettings
+
+__all__ = ["Sampled", "sample_posterior"]
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """The posterior (``idata``) and the PyMC model it defines."""
+
+    idata: Any
+    model: pm.Model
+
+
+def sample_posterior(
+    design: Design,
+    priors: ResolvedPriors,
+    settings: SamplerSettings,
+    parameterization: str,
+    *,
+    stats: SufficientStats | NestedStats | None = None,
+    progressbar: bool = True,
+) -> Sampled:
+    """NUTS over ``design`` in ``parameterization`` (see
+    :func:`multilevel.engine.choice.choose_parameterization`); ``stats`` are the design's
+    marginal statistics, computed here when needed and not given."""
+    if parameterization == "marginal" and stats is None:
+        stats = marginal_statistics(design)
+    model = build_model(collapse_binomial(design), parameterization=parameterization, priors=priors,
+                        stats=stats)
+    nutpie = settings.sampler == "nutpie"
+    if parameterization == "marginal":
+        if nutpie:
+            idata = run_nutpie(marginal_problem(design, priors, stats), settings, progressbar=progressbar)
+        else:
+            idata = sample_model(model, settings, progressbar=progressbar)
+        idata = recover_group_effects(idata, design, stats, seed=settings.seed)
+    elif parameterization == "noncentered" and nutpie and compiled_noncentered(design):
+        idata = run_nutpie(nc_problem(design, priors), settings, progressbar=progressbar)
+    else:
+        idata = sample_model(model, settings, progressbar=progressbar)
+    return Sampled(idata, model)

@@ -1,0 +1,26 @@
+"""The frequentist side: REML/ML/Laplace/AGQ equal to lme4 (via mixedlm), and the REML
+random-effects meta-analysis, from a :class:`~multilevel.design.Design`.
+
+Examples
+--------
+>>> from multilevel import datasets
+>>> from multilevel.frequentist import fit_frequentist
+>>> fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy")).method
+'REML'
+"""
+
+from multilevel.frequentist.fit import fit_design, fit_frequentist
+from multilevel.frequentist.meta import MetaAnalysisFit
+from multilevel.frequentist.mixed import HESSIAN_STEP, METHODS, check_method
+from multilevel.frequentist.result import FrequentistFit, GroupCovariance
+
+__all__ = [
+    "HESSIAN_STEP",
+    "METHODS",
+    "FrequentistFit",
+    "GroupCovariance",
+    "MetaAnalysisFit",
+    "check_method",
+    "fit_design",
+    "fit_frequentist",
+]

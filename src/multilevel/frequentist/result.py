@@ -1,0 +1,149 @@
+"""The result of a REML/ML/Laplace/AGQ fit: lme4's numbers under lme4's names.
+
+Examples
+--------
+>>> from multilevel import datasets
+>>> from multilevel.frequentist import fit_frequentist
+>>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+>>> isinstance(fit, FrequentistFit), round(fit.deviance, 2)
+(True, 1743.63)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from multilevel.frequentist.criteria import LikelihoodCriteria
+from multilevel.spec.model import ModelSpec
+
+__all__ = ["FrequentistFit", "GroupCovariance"]
+
+
+@dataclass(frozen=True, eq=False)  # array fields: identity equality
+class GroupCovariance:
+    """Estimated covariance of one grouping factor's varying terms (lme4 names)."""
+
+    factor: str
+    terms: tuple[str, ...]
+    correlated: bool
+    cov: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)  # array fields: identity equality
+class FrequentistFit(LikelihoodCriteria):
+    """A fitted lme4-equivalent model; every attribute is set by :func:`fit_frequentist`.
+
+    ``beta`` and ``cov_fixed`` (lme4's ``vcov``) are labelled by lme4 names; ``theta`` holds
+    the relative Cholesky entries, lme4-named, column-major within each group; ``sigma`` is
+    None for logistic fits; ``loglik`` is lme4's ``logLik()`` (module notes: REML, AGQ);
+    ``singular`` is lme4's ``isSingular`` (a diagonal theta below :data:`SINGULAR_TOL`);
+    ``var_fixed``, ``var_random`` (per group) and ``var_residual`` are the ICC's parts.
+    """
+
+    spec: ModelSpec
+    method: str
+    n_agq: int
+    beta: pd.Series
+    cov_fixed: pd.DataFrame
+    theta: pd.Series
+    sigma: float | None
+    groups: tuple[GroupCovariance, ...]
+    ranef_table: pd.DataFrame
+    loglik: float
+    nobs: int
+    converged: bool
+    singular: bool
+    messages: tuple[str, ...]
+    var_fixed: float
+    var_random: tuple[float, ...]
+    var_residual: float
+
+    @property
+    def n_params(self) -> int:
+        """Estimated parameters: beta, theta and sigma (lme4's ``df`` of ``logLik``)."""
+        return len(self.beta) + len(self.theta) + (self.sigma is not None)
+
+    def fixed_effects(self) -> pd.DataFrame:
+        """Estimates, standard errors, z (logistic) or t (Gaussian) statistics and p-values.
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+        >>> fit.fixed_effects().round(2).iloc[1].to_dict()
+        {'term': 'Days', 'estimate': 10.47, 'std_error': 1.55, 'statistic': 6.77, 'p_value': 0.0}
+        """
+        se = np.sqrt(np.diag(self.cov_fixed.to_numpy()))
+        stat = self.beta.to_numpy() / se
+        return pd.DataFrame(
+            {
+                "term": list(self.beta.index),
+                "estimate": self.beta.to_numpy(),
+                "std_error": se,
+                "statistic": stat,
+                "p_value": 2.0 * stats.norm.sf(np.abs(stat)),
+            }
+        )
+
+    def variance_components(self) -> pd.DataFrame:
+        """Long table of variances, sds and correlations (``stat`` in var/sd/cor).
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("mAch ~ 1 + (1 | school)", datasets.load("hsb82"))
+        >>> fit.variance_components().round(3).values.tolist()[1]
+        ['school', '(Intercept)', 'sd', 2.935]
+        """
+        rows: list[tuple[str, str, str, float]] = []
+        for g in self.groups:
+            sd = np.sqrt(np.diag(g.cov))
+            for j, term in enumerate(g.terms):
+                rows += [(g.factor, term, "var", g.cov[j, j]), (g.factor, term, "sd", sd[j])]
+            if g.correlated:
+                for j in range(len(g.terms)):
+                    for i in range(j + 1, len(g.terms)):
+                        cor = g.cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
+                        rows.append((g.factor, f"{g.terms[j]},{g.terms[i]}", "cor", cor))
+        if self.sigma is not None:
+            rows += [("Residual", "", "var", self.sigma**2), ("Residual", "", "sd", self.sigma)]
+        return pd.DataFrame(rows, columns=["group", "term", "stat", "estimate"])
+
+    def ranef(self) -> pd.DataFrame:
+        """Conditional modes and conditional sds per group, level and term (lme4's ``ranef``)."""
+        return self.ranef_table.copy()
+
+    def icc(self) -> pd.DataFrame:
+        """Nakagawa's ICCs in long form: columns group, type, estimate.
+
+        ``type`` is 'adjusted' (one row per grouping factor, and a group 'all' row when there
+        are several), 'conditional' (group 'all') and, with random slopes, 'at_x0' (each
+        factor's intercept variance over all intercept variances plus the residual variance:
+        the ICC at covariates 0). The total adjusted row and the conditional row are
+        ``performance::icc``'s ``ICC_adjusted`` and ``ICC_conditional``.
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("mAch ~ 1 + (1 | school)", datasets.load("hsb82"))
+        >>> fit.icc().round(4).values.tolist()
+        [['school', 'adjusted', 0.1804], ['all', 'conditional', 0.1804]]
+        """
+        total, resid = sum(self.var_random), self.var_residual
+        pairs = zip(self.groups, self.var_random, strict=True)
+        rows = [(g.factor, "adjusted", v / (total + resid)) for g, v in pairs]
+        if len(self.groups) > 1:
+            rows.append(("all", "adjusted", total / (total + resid)))
+        rows.append(("all", "conditional", total / (total + resid + self.var_fixed)))
+        if any(len(g.terms) > 1 or g.terms[0] != "(Intercept)" for g in self.groups):
+            tau0 = {g.factor: g.cov[0, 0] for g in self.groups if g.terms[0] == "(Intercept)"}
+            total0 = sum(tau0.values())
+            rows += [(k, "at_x0", t / (total0 + resid)) for k, t in tau0.items()]
+        return pd.DataFrame(rows, columns=["group", "type", "estimate"])

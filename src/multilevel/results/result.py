@@ -1,0 +1,119 @@
+"""A fit record with its tables: posterior next to the frequentist estimates.
+
+:class:`FitResult` computes every table on request from the posterior draws
+(:mod:`multilevel.results.tables`, :mod:`multilevel.results.shrinkage`), with the frequentist
+value beside it, and the diagnostics (:mod:`multilevel.results.diagnostics`, prior sensitivity
+from :mod:`multilevel.results.sensitivity`). :class:`multilevel.fit.HierarchicalFit` adds the
+course statistics, plots, reports and saving.
+
+Examples
+--------
+>>> from multilevel import datasets, fit_hierarchical
+>>> fit = fit_hierarchical("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"),
+...                        draws=100, tune=100, chains=2, seed=1, progressbar=False)
+>>> isinstance(fit, FitResult), list(fit.fixed_effects()["term"])
+(True, ['(Intercept)', 'Days'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import pandas as pd
+
+from multilevel import naming
+from multilevel.results.core import DEFAULT_PROB
+from multilevel.results.diagnostics import diagnostics_table
+from multilevel.results.record import FitRecord
+from multilevel.results.sensitivity import sensitivity_check
+from multilevel.results.shrinkage import shrinkage_table
+from multilevel.results.tables import fixed_effects_table, icc_table, variance_components_table
+
+__all__ = ["FitResult"]
+
+
+@dataclass(frozen=True, repr=False)
+class FitResult(FitRecord):
+    """A :class:`~multilevel.results.record.FitRecord` with its tables."""
+
+    def priors(self) -> pd.DataFrame:
+        """Every prior used: target, prior, source ('default' or the override key)."""
+        return self.resolved_priors.table()
+
+    def fixed_effects(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """term, mean, sd, median, lower, upper, r_hat, ess_bulk (+ the frequentist estimate)."""
+        table = fixed_effects_table(self.posterior, self.design, prob)
+        if self.frequentist is not None:
+            freq = self.frequentist.fixed_effects().set_index("term")
+            table[self.method] = table["term"].map(freq["estimate"])
+            table[f"{self.method}_se"] = table["term"].map(freq["std_error"])
+        return table
+
+    def variance_components(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """group, term, stat (sd/var/cor), posterior summary (+ the frequentist estimate)."""
+        table = variance_components_table(self.posterior, self.design, prob)
+        if self.frequentist is not None:
+            freq = self.frequentist.variance_components()
+            table = table.merge(
+                freq.rename(columns={"estimate": self.method}), on=["group", "term", "stat"],
+                how="left",
+            )
+        return table
+
+    def icc(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """ICC per grouping factor (adjusted, conditional, at_x0), with the frequentist value."""
+        table = icc_table(self.posterior, self.design, prob)
+        if self.frequentist is not None:
+            freq = self.frequentist.icc()
+            table = table.merge(
+                freq.rename(columns={"estimate": self.method}), on=["group", "type"], how="left"
+            )
+        return table
+
+    def shrinkage(self, group: str | None = None, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Per group: n, no/complete/partial pooling, pooling factor (+ BLUP and its cond. sd)."""
+        table = shrinkage_table(self.posterior, self.design, group, prob)
+        if self.frequentist is not None:
+            ranef = self.frequentist.ranef()
+            table = table.merge(
+                ranef.rename(columns={"estimate": "blup", "cond_sd": "blup_cond_sd"}),
+                on=["group", "level", "term"], how="left",
+            )
+            fixed = self.frequentist.fixed_effects().set_index("term")["estimate"]
+            table["blup"] = table["blup"] + table["term"].map(fixed).fillna(0.0)
+        return table
+
+    def diagnostics(self) -> pd.DataFrame:
+        """Convergence checks with thresholds and remedies (see
+        :mod:`multilevel.results.diagnostics`), prior sensitivity
+        (:mod:`multilevel.results.sensitivity`) and the parameterization used."""
+        return self._diagnostics.copy()
+
+    @cached_property
+    def _diagnostics(self) -> pd.DataFrame:
+        names = [naming.FIXED, naming.SIGMA]
+        for g in self.design.groups:
+            names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
+        table = diagnostics_table(self.idata, names)
+        why = "; ".join(self.notes) or (
+            "group effects integrated out analytically and drawn exactly afterwards"
+            if self.parameterization == "marginal" else "as requested"
+        )
+        row = pd.DataFrame([{"check": "parameterization", "value": float("nan"),
+                             "threshold": self.parameterization, "ok": True, "remedy": why}])
+        return pd.concat([table, sensitivity_check(self), row], ignore_index=True)
+
+    def compare(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Every parameter side by side: posterior mean, median, interval and the frequentist
+        estimate, with ``outside`` flagging an estimate outside the posterior interval."""
+        if self.frequentist is None:
+            raise ValueError("This fit has no frequentist comparison: refit with frequentist=True.")
+        fe = self.fixed_effects(prob).assign(kind="fixed", group="", stat="coef")
+        vc = self.variance_components(prob).assign(kind="variance")
+        ic = self.icc(prob).rename(columns={"type": "stat"}).assign(kind="icc", term="")
+        cols = ["kind", "group", "term", "stat", "mean", "median", "lower", "upper", self.method]
+        table = pd.concat([fe[cols], vc[cols], ic[cols]], ignore_index=True)
+        est = table[self.method]
+        table["outside"] = (est < table["lower"]) | (est > table["upper"])
+        return table

@@ -1,0 +1,148 @@
+"""Shrinkage (partial pooling) of every group, next to no pooling and complete pooling.
+
+For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's coefficient
+``beta_a + u_kja``; just ``u_kja`` when ``a`` is not also a fixed effect):
+
+* ``no_pooling``: the group's own estimate. The other fixed effects and the other factors'
+  group effects are held at their posterior means as an offset, and the group's varying terms
+  are fitted to its rows alone (least squares, or a logistic regression by Newton's method).
+  NaN when the group's rows cannot identify it (a slope with one distinct x, all successes).
+* ``complete_pooling``: the regression that ignores the groups (OLS, a logistic GLM, or with
+  known standard errors the inverse-variance weighted fixed-effect meta-analysis).
+* ``partial_mean`` and ``partial_lower``/``partial_upper``: the posterior of the coefficient.
+* ``pooling_factor``: the weight of the group's own data (1 = no pooling, 0 = complete
+  pooling), averaged over the posterior. The conditional mean of ``u_j`` is
+  ``A_j`` times the group's own estimate with ``A_j = (Sigma^-1 + Z_j'W_jZ_j)^-1 Z_j'W_jZ_j
+  = Lambda M_j^-1 Lambda' Z_j'W_jZ_j`` (``Sigma = Lambda Lambda'``, ``M_j = I + Lambda'Z_j'W_jZ_j
+  Lambda``), and the factor of term ``a`` is ``A_j[a, a]``. ``W = I / sigma^2`` for Gaussian
+  models, so a random intercept alone gives ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)``; for
+  known standard errors ``W = diag(1 / se^2)``; for
+  logistic models ``W`` holds the binomial weights ``n_i p_i (1 - p_i)`` at each draw (the
+  Laplace approximation; at most 200 evenly thinned draws there).
+
+Examples
+--------
+>>> import numpy as np
+>>> Z = np.ones((4, 1)); idx = np.array([0, 0, 1, 1]); r = np.array([1.0, 3.0, 5.0, 7.0])
+>>> group_ols(Z, idx, r, 2).ravel().tolist()
+[2.0, 6.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import expit
+
+from multilevel import naming
+from multilevel.design import Design, GroupDesign
+from multilevel.design.statistics import complete_pooling, group_logistic, group_ols
+from multilevel.results.core import DEFAULT_PROB, draws_of
+from multilevel.results.tables import covariance_draws
+
+__all__ = ["pooling_factors", "shrinkage_table"]
+
+
+def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray:
+    """Posterior-mean linear predictor without ``g``'s varying terms and their fixed parts."""
+    b = draws_of(posterior, naming.FIXED).mean(axis=(0, 1))
+    keep = np.array([name not in g.term_names for name in design.fixed_names])
+    offset = design.X[:, keep] @ b[keep]
+    for other in design.groups:
+        if other.factor != g.factor:
+            u = draws_of(posterior, naming.effect_name(other.factor)).mean(axis=(0, 1))
+            offset = offset + np.einsum("nq,nq->n", other.Z, u[other.index])
+    return offset
+
+
+def _thinned(arr: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return arr.reshape((-1,) + arr.shape[2:])[keep]
+
+
+def _weighted_crossprod(g: GroupDesign, w: np.ndarray) -> np.ndarray:
+    """``(draws, levels, q, q)`` sums of ``w_si z_i z_i'`` per group, for weights ``(draws, n)``."""
+    n_draws = w.shape[0]
+    out = np.zeros((n_draws, g.n_levels, g.n_terms, g.n_terms))
+    cell = (np.arange(n_draws)[:, None] * g.n_levels + g.index[None, :]).ravel()
+    for a in range(g.n_terms):
+        for c in range(a, g.n_terms):
+            sums = np.bincount(cell, weights=(w * (g.Z[:, a] * g.Z[:, c])).ravel(),
+                               minlength=n_draws * g.n_levels)
+            out[:, :, a, c] = out[:, :, c, a] = sums.reshape(n_draws, g.n_levels)
+    return out
+
+
+def pooling_factors(
+    posterior: xr.Dataset, design: Design, g: GroupDesign, max_draws: int = 200
+) -> np.ndarray:
+    """``(levels, terms)`` posterior-mean diagonal of the pooling matrix ``A_j`` (docstring).
+
+    Gaussian models use every draw (``Z_j'WZ_j = Z_j'Z_j / sigma^2``); logistic models, whose
+    weights change with each draw's linear predictor, use ``max_draws`` evenly thinned draws.
+    """
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    keep = np.arange(n_draws)
+    if design.spec.is_logistic:
+        keep = np.unique(np.linspace(0, n_draws - 1, min(max_draws, n_draws)).astype(int))
+    cov = covariance_draws(posterior, g).reshape((-1, g.n_terms, g.n_terms))[keep]
+    lam = np.linalg.cholesky(cov + 1e-12 * np.eye(g.n_terms))
+    if design.spec.is_logistic:
+        b = _thinned(draws_of(posterior, naming.FIXED), keep)
+        eta = b @ design.X.T
+        for other in design.groups:
+            u = _thinned(draws_of(posterior, naming.effect_name(other.factor)), keep)
+            eta = eta + np.einsum("nq,snq->sn", other.Z, u[:, other.index])
+        p = expit(eta)
+        n = design.trials if design.trials is not None else np.ones_like(design.y)
+        ztwz = _weighted_crossprod(g, n * p * (1 - p))
+    elif design.se is not None:  # known standard errors
+        ztwz = np.broadcast_to(_weighted_crossprod(g, 1.0 / design.se[None, :] ** 2),
+                               (len(keep), g.n_levels, g.n_terms, g.n_terms))
+    else:
+        sigma = _thinned(draws_of(posterior, naming.SIGMA), keep)
+        ztz = _weighted_crossprod(g, np.ones((1, design.n_obs)))
+        ztwz = ztz / sigma[:, None, None, None] ** 2
+    m = np.eye(g.n_terms) + np.einsum("sba,sgbc,scd->sgad", lam, ztwz, lam)
+    inner = np.linalg.solve(m, np.einsum("sba,sgbc->sgac", lam, ztwz))
+    pool = np.einsum("sab,sgbc->sgac", lam, inner)
+    return np.diagonal(pool, axis1=2, axis2=3).mean(axis=0)
+
+
+def shrinkage_table(
+    posterior: xr.Dataset, design: Design, group: str | None = None, prob: float = DEFAULT_PROB
+) -> pd.DataFrame:
+    """Columns group, level, term, n, no_pooling, complete_pooling, partial_mean,
+    partial_lower, partial_upper, pooling_factor."""
+    pooled = dict(zip(design.fixed_names, complete_pooling(design), strict=True))
+    frames = []
+    for g in design.groups:
+        if group is not None and g.factor != group:
+            continue
+        offset = _offset(posterior, design, g)
+        if design.spec.is_logistic:
+            n = design.trials if design.trials is not None else np.ones_like(design.y)
+            own = group_logistic(g.Z, g.index, design.y, n, offset, g.n_levels)
+        else:
+            own = group_ols(g.Z, g.index, design.y - offset, g.n_levels)
+        u = draws_of(posterior, naming.effect_name(g.factor))
+        b = draws_of(posterior, naming.FIXED)
+        weights = pooling_factors(posterior, design, g)
+        for k, term in enumerate(g.term_names):
+            coef = u[..., k]
+            if term in design.fixed_names:
+                coef = coef + b[..., design.fixed_names.index(term), None]
+            flat = coef.reshape(-1, g.n_levels)
+            lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            cp = pooled.get(term, 0.0)
+            mean = flat.mean(axis=0)
+            factor = weights[:, k]
+            frames.append(pd.DataFrame({
+                "group": g.factor, "level": list(g.levels), "term": term, "n": g.counts,
+                "no_pooling": own[:, k], "complete_pooling": cp, "partial_mean": mean,
+                "partial_lower": lo, "partial_upper": hi, "pooling_factor": factor,
+            }))
+    if not frames:
+        raise KeyError(f"No grouping factor {group!r}; the model has "
+                       f"{[g.factor for g in design.groups]}.")
+    return pd.concat(frames, ignore_index=True)
