@@ -11,6 +11,7 @@ because the two implementations use different transforms for them).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import multilevel as ml
@@ -121,10 +122,7 @@ def test_collapsed_binomial_has_the_same_likelihood():
     assert d_full == pytest.approx(d_small, rel=1e-9)
 
 
-@pytest.mark.parametrize(("case", "kernel"), [
-    ("sleepstudy_slope", "marginal"), ("contraception", "noncentered"), ("sleepstudy_uncorr", "noncentered"),
-])
-def test_c_callback_matches_the_kernel(case, kernel):
+def _assert_callback_matches_kernel(problem):
     """The cfunc nutpie calls (arguments packed behind one pointer) returns what the numba
     kernel returns when called from Python, and the batched ``constrained`` equals the
     draw-by-draw one."""
@@ -133,10 +131,8 @@ def test_c_callback_matches_the_kernel(case, kernel):
     from multilevel.engine.args import pack
     from multilevel.engine.callbacks import cfuncs
 
-    design, priors = _design(case)
-    problem = marginal_problem(design, priors) if kernel == "marginal" else nc_problem(design, priors)
     header, _keep = pack(problem.args)
-    logp_c = cfuncs(kernel)[0].ctypes
+    logp_c = cfuncs(problem.kernel)[0].ctypes
     rng = np.random.default_rng(3)
     thetas = np.stack([problem.initial_point(rng) for _ in range(3)])
     for theta in thetas:
@@ -152,3 +148,27 @@ def test_c_callback_matches_the_kernel(case, kernel):
     for k, theta in enumerate(thetas):
         for name, value in problem.constrained(theta).items():
             np.testing.assert_allclose(batched[name][k], value, rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(("case", "kernel"), [
+    ("sleepstudy_slope", "marginal"), ("contraception", "noncentered"), ("sleepstudy_uncorr", "noncentered"),
+])
+def test_c_callback_matches_the_kernel(case, kernel):
+    design, priors = _design(case)
+    problem = marginal_problem(design, priors) if kernel == "marginal" else nc_problem(design, priors)
+    assert problem.kernel == kernel
+    _assert_callback_matches_kernel(problem)
+
+
+def test_nested_c_callback_matches_the_kernel():
+    """The same for the nested kernel, on two nested factors with a correlated outer slope."""
+    rng = np.random.default_rng(8)
+    school = np.repeat(np.arange(10), 12)
+    klass = np.repeat(np.arange(40), 3)
+    x = rng.normal(size=120)
+    y = rng.normal(size=10)[school] + 0.4 * rng.normal(size=40)[klass] + x + rng.normal(size=120)
+    df = pd.DataFrame({"y": y, "x": x, "school": school.astype(str), "klass": (klass % 4).astype(str)})
+    design = build_design(ml.ModelSpec.from_formula("y ~ x + (1 + x | school) + (1 | school:klass)"), df)
+    problem = marginal_problem(design, resolve_priors(design))
+    assert problem.kernel == "nested"
+    _assert_callback_matches_kernel(problem)
