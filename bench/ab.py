@@ -1,7 +1,8 @@
 """A/B timing of two versions of the source on the same cases and seeds, interleaved.
 
 For a change that must not slow anything down (a refactor): every (case, seed) is fitted by the
-base revision and by the working tree, one after the other, each in a fresh process, with the
+base revision and by the working tree, one after the other (which one first alternates from
+pair to pair), each in a fresh process, with the
 default call users make (``fit_hierarchical(formula, df, seed=s)``, REML beside it, 4 chains x
 1000 draws). Both numba caches are warmed first, so no compile time is measured. Prints, and
 writes to ``bench/out/ab-<time>.md``, the wall time and the minimum bulk ESS of the
@@ -84,13 +85,14 @@ def main(argv: list[str] | None = None) -> None:
         for src in trees.values():  # compile (or load) both numba caches before timing
             _run(src, cases[0], 1)
         rows = []
-        for case in cases:
-            for seed in seeds:
-                for label, src in trees.items():
-                    r = _run(src, case, seed)
-                    rows.append({"case": case, "seed": seed, "version": label, **r})
-                    print(f"{case:16s} seed {seed:5d}  {label:22s} wall {r['wall']:6.2f} s  "
-                          f"min ESS {r['ess']:7.1f}", flush=True)
+        pairs = [(case, seed) for case in cases for seed in seeds]
+        for k, (case, seed) in enumerate(pairs):  # ABBA: alternate which version runs first
+            order = list(trees.items()) if k % 2 == 0 else list(trees.items())[::-1]
+            for label, src in order:
+                r = _run(src, case, seed)
+                rows.append({"case": case, "seed": seed, "version": label, **r})
+                print(f"{case:16s} seed {seed:5d}  {label:22s} wall {r['wall']:6.2f} s  "
+                      f"min ESS {r['ess']:7.1f}", flush=True)
     lines = ["| case | version | wall s, median [range] | min bulk ESS, median [range] |",
              "|---|---|---|---|"]
     for case in cases:
