@@ -42,7 +42,7 @@ from multilevel import course, plots, report
 from multilevel.design import build_design, load_data
 from multilevel.design.statistics import marginal_statistics
 from multilevel.engine import choose_parameterization, sample_posterior
-from multilevel.frequentist import check_method, fit_design
+from multilevel.frequentist import check_frequentist, fit_design
 from multilevel.model import resolve_priors
 from multilevel.results import DEFAULT_PROB, FitResult
 from multilevel.results.persistence import read_fit, save_fit
@@ -192,8 +192,8 @@ def fit_hierarchical(
     )
     data = df if df is not None else load_data(spec)
     method = frequentist if isinstance(frequentist, str) else None
-    if frequentist:  # an unknown method fails now, not after sampling
-        check_method(spec, method)
+    if frequentist or method is not None:  # an unknown method fails now, not after sampling
+        check_frequentist(spec, method)
     design = build_design(spec, data, missing=missing)
     priors = resolve_priors(design)
     param, note = choose_parameterization(design, spec.sampler.parameterization)

@@ -11,7 +11,7 @@ ess_bulk) computed per draw; the frequentist estimate of the fit's own method (`
 * :func:`fixed_effect_levels`: each fixed effect labelled level-1, level-2 or cross-level.
 * :func:`group_effect_errors`: comparative and diagnostic standard errors of group effects.
 
-Explained variance is in :mod:`multilevel.course_r2`.
+Explained variance is in :mod:`multilevel.course.r2`.
 
 Examples
 --------

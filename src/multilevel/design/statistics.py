@@ -122,7 +122,7 @@ class NestedStats:
     n_total: float
 
     def kernel_args(self) -> tuple:
-        """The statistics in the order of :func:`fastnested.nested_loglik_grad`."""
+        """The statistics in the order of :func:`multilevel.engine.kernels.nested.nested_loglik_grad`."""
         return (self.g1, self.z1x, self.z1y, self.a2, self.c12, self.z2x, self.z2y,
                 self.cell_start, self.xtx, self.xty, self.yty, self.n_total)
 

@@ -20,6 +20,7 @@ from multilevel.spec.terms import SamplerSettings
 
 __all__ = ["sample_model", "sampler_kwargs"]
 
+
 def sampler_kwargs(settings: SamplerSettings, *, progressbar: bool = True) -> dict[str, Any]:
     """Keyword arguments for :func:`pymc.sample`."""
     return {

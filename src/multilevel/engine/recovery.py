@@ -30,8 +30,8 @@ from multilevel.engine.kernels.nested import nested_recover_draws
 __all__ = ["lambda_draws", "recover_group_effects"]
 
 
-def recover_group_effects(idata, design: Design, stats: SufficientStats | NestedStats | None = None,
-                          seed: int | None = None):
+def recover_group_effects(idata, design: Design, seed: int | None = None, *,
+                          stats: SufficientStats | NestedStats | None = None):
     """Add exact draws of the group effects ``u`` to the posterior (module docstring);
     ``stats`` are the design's statistics when already computed."""
     stats = marginal_statistics(design) if stats is None else stats

@@ -70,7 +70,7 @@ def sample_posterior(
             idata = run_nutpie(marginal_problem(design, priors, stats), settings, progressbar=progressbar)
         else:
             idata = sample_model(model, settings, progressbar=progressbar)
-        idata = recover_group_effects(idata, design, stats, seed=settings.seed)
+        idata = recover_group_effects(idata, design, settings.seed, stats=stats)
     elif parameterization == "noncentered" and nutpie and compiled_noncentered(design):
         idata = run_nutpie(nc_problem(design, priors), settings, progressbar=progressbar)
     else:

@@ -9,17 +9,19 @@ Examples
 'REML'
 """
 
-from multilevel.frequentist.fit import fit_design, fit_frequentist
+from multilevel.frequentist.fit import check_frequentist, fit_design, fit_frequentist
 from multilevel.frequentist.meta import MetaAnalysisFit
-from multilevel.frequentist.mixed import HESSIAN_STEP, METHODS, check_method
+from multilevel.frequentist.mixed import HESSIAN_STEP, METHODS, SINGULAR_TOL, check_method
 from multilevel.frequentist.result import FrequentistFit, GroupCovariance
 
 __all__ = [
     "HESSIAN_STEP",
     "METHODS",
+    "SINGULAR_TOL",
     "FrequentistFit",
     "GroupCovariance",
     "MetaAnalysisFit",
+    "check_frequentist",
     "check_method",
     "fit_design",
     "fit_frequentist",

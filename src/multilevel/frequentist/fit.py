@@ -23,19 +23,28 @@ from pathlib import Path
 import pandas as pd
 
 from multilevel.design import Design, build_design
-from multilevel.frequentist.meta import MetaAnalysisFit, fit_meta
+from multilevel.frequentist.meta import MetaAnalysisFit, check_meta_spec, fit_meta
 from multilevel.frequentist.mixed import check_method, fit_mixed
 from multilevel.frequentist.result import FrequentistFit
 from multilevel.spec.io import as_spec
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["fit_design", "fit_frequentist"]
+__all__ = ["check_frequentist", "fit_design", "fit_frequentist"]
+
+
+def check_frequentist(spec: ModelSpec, method: str | None = None, n_agq: int = 1) -> None:
+    """Everything about the frequentist fit of ``spec`` that can be checked before any data:
+    the method for the family (:func:`~multilevel.frequentist.mixed.check_method`) and, with
+    known standard errors, the structure the meta-analysis supports."""
+    check_method(spec, method, n_agq)
+    if spec.se is not None:
+        check_meta_spec(spec)
 
 
 def fit_design(design: Design, method: str | None = None, n_agq: int = 1) -> FrequentistFit | MetaAnalysisFit:
     """The frequentist fit of an already built design (see :func:`fit_frequentist`)."""
     if design.spec.se is not None:  # known standard errors: REML random-effects meta-analysis
-        check_method(design.spec, method)
+        check_frequentist(design.spec, method)
         return fit_meta(design)
     return fit_mixed(design, method, n_agq)
 
@@ -82,5 +91,5 @@ def fit_frequentist(
         On data that do not fit the model (see :func:`~multilevel.design.build_design`).
     """
     spec = as_spec(spec, family)
-    check_method(spec, method, n_agq)  # before the design: a wrong method fails fast
+    check_frequentist(spec, method, n_agq)  # before the design: a wrong method fails fast
     return fit_design(build_design(spec, df, missing=missing), method, n_agq)

@@ -39,7 +39,7 @@ from multilevel.errors import SpecError
 from multilevel.frequentist.criteria import LikelihoodCriteria
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["MetaAnalysisFit", "fit_meta"]
+__all__ = ["MetaAnalysisFit", "check_meta_spec", "fit_meta"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,16 +115,22 @@ def _restricted_loglik(design: Design, tau2: float) -> float:
                  - 0.5 * np.linalg.slogdet(V)[1] - 0.5 * np.linalg.slogdet(xvx)[1] - 0.5 * r @ vinv @ r)
 
 
-def fit_meta(design: Design) -> MetaAnalysisFit:
-    """REML random-effects meta-analysis of a design with known standard errors."""
-    spec = design.spec
+def check_meta_spec(spec: ModelSpec) -> None:
+    """Raise :class:`SpecError` unless ``spec`` is a model the REML meta-analysis fits: known
+    standard errors and one varying intercept."""
     if spec.se is None:
-        raise SpecError("fit_meta_reml needs known standard errors: 'y | se(s) ~ 1 + (1 | study)'.")
+        raise SpecError("The frequentist meta-analysis needs known standard errors: "
+                        "'y | se(s) ~ 1 + (1 | study)'.")
     if len(spec.groups) != 1 or spec.groups[0].slopes or not spec.groups[0].intercept:
         raise SpecError(
             "The frequentist meta-analysis supports one varying intercept, (1 | study); fit other "
             "known-SE models with frequentist=False."
         )
+
+
+def fit_meta(design: Design) -> MetaAnalysisFit:
+    """REML random-effects meta-analysis of a design with known standard errors."""
+    check_meta_spec(design.spec)
     scale = float(np.var(design.y)) + float(np.mean(design.se**2))
     res = optimize.minimize_scalar(lambda t: -_restricted_loglik(design, t), bounds=(0.0, 10 * scale),
                                    method="bounded", options={"xatol": 1e-12 * scale + 1e-14})
@@ -141,7 +147,7 @@ def fit_meta(design: Design) -> MetaAnalysisFit:
     s2 = typical_within_variance(design.se, design.X)
     messages = ("boundary (singular) fit: tau^2 = 0",) if tau2 == 0.0 else ()
     return MetaAnalysisFit(
-        spec=spec, method="REML", beta=pd.Series(beta, index=names, name="estimate"),
+        spec=design.spec, method="REML", beta=pd.Series(beta, index=names, name="estimate"),
         cov_fixed=pd.DataFrame(np.linalg.inv(xvx), index=names, columns=names), tau2=tau2,
         loglik=_restricted_loglik(design, tau2), nobs=design.n_obs, ranef_table=ranef,
         i2=tau2 / (tau2 + s2), converged=bool(res.success), messages=messages,

@@ -65,8 +65,8 @@ SINGULAR_TOL = 1e-4
 
 
 def fit_mixed(design: Design, method: str | None = None, n_agq: int = 1) -> FrequentistFit:
-    """Fit the model of ``design`` by REML/ML (Gaussian) or Laplace/AGQ (logistic) with mixedlm,
-as lme4 would (:func:`check_method` validates ``method`` and ``n_agq``)."""
+    """Fit the model of ``design`` by REML/ML (Gaussian) or Laplace/AGQ (logistic) with
+    mixedlm, as lme4 would (:func:`check_method` validates ``method`` and ``n_agq``)."""
     spec = design.spec
     method, n_agq = check_method(spec, method, n_agq)
     frame, formula, weights = _mixedlm_data(design)

@@ -40,7 +40,8 @@ class FrequentistFit(LikelihoodCriteria):
     ``beta`` and ``cov_fixed`` (lme4's ``vcov``) are labelled by lme4 names; ``theta`` holds
     the relative Cholesky entries, lme4-named, column-major within each group; ``sigma`` is
     None for logistic fits; ``loglik`` is lme4's ``logLik()`` (module notes: REML, AGQ);
-    ``singular`` is lme4's ``isSingular`` (a diagonal theta below :data:`SINGULAR_TOL`);
+    ``singular`` is lme4's ``isSingular`` (a diagonal theta below
+    :data:`multilevel.frequentist.mixed.SINGULAR_TOL`);
     ``var_fixed``, ``var_random`` (per group) and ``var_residual`` are the ICC's parts.
     """
 

@@ -53,7 +53,7 @@ from arviz_stats import psense
 
 from multilevel import naming
 from multilevel.design import collapse_binomial
-from multilevel.design.statistics import NestedStats, nesting
+from multilevel.design.statistics import NestedStats, marginal_statistics, nesting
 from multilevel.engine.kernels.common import FAMILY_CODES, FAMILY_PARAMS, prior_logp_grad
 from multilevel.engine.kernels.marginal import marginal_loglik_draws
 from multilevel.engine.kernels.nested import nested_loglik_draws
@@ -169,7 +169,8 @@ def summed_log_likelihood(fit: FitRecord, block: int = 2_000_000) -> np.ndarray:
 
 
 def _marginal_log_likelihood(fit: FitRecord) -> np.ndarray:
-    design, stats = fit.design, fit.stats
+    design = fit.design
+    stats = fit.stats if fit.stats is not None else marginal_statistics(design)
     post = fit.posterior
     beta = np.ascontiguousarray(draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1]))
     sigma = draws_of(post, naming.SIGMA).ravel()

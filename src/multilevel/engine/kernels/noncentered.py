@@ -1,6 +1,6 @@
 """Non-centered log-density and gradient for any family and grouping factors, by numba.
 
-The compile-free counterpart of :func:`multilevel.model.components.build_model` with
+The compile-free counterpart of :func:`multilevel.model.build_model` with
 ``parameterization='noncentered'`` (the tests check both give the same log-density
 differences at random points): for every factor ``k``, ``u_kj = Lambda_k zeta_kj`` with
 ``Lambda_k = diag(s_k) L_k`` and ``zeta_kj ~ N(0, I)``, and
