@@ -119,9 +119,12 @@ def _two_pass(log_weight, lo, hi, fine):
     return axes, points, log_weight(points)
 
 
-def quadrature_reference(W, y, m0, s0, log_prior_tau, log_prior_sigma=None, se=None):
+def quadrature_reference(W, y, m0, s0, log_prior_tau, log_prior_sigma=None, se=None,
+                         combos=None):
     """Exact posterior summaries: ``{'theta': [(mean, sd, quantiles)] per column of W, 'tau':
-    ..., 'sigma': ...}``; ``s0`` the prior sds of beta; ``se`` known standard errors."""
+    ..., 'sigma': ...}``; ``s0`` the prior sds of beta; ``se`` known standard errors. With
+    ``combos`` (rows ``a``), also ``'combos'``: the summaries of each ``a' theta`` (a prediction
+    such as intercept + county effect is Gaussian given the scales too)."""
     n, d = W.shape
     p = len(s0)
     scale = float(np.std(y))
@@ -147,6 +150,9 @@ def quadrature_reference(W, y, m0, s0, log_prior_tau, log_prior_sigma=None, se=N
     w = np.exp(lw - logsumexp(lw))
     sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
     out = {"theta": [mixture_summary(w, mean[:, i], sd[:, i]) for i in range(d)]}
+    for a in [] if combos is None else np.asarray(combos, dtype=float):
+        out.setdefault("combos", []).append(
+            mixture_summary(w, mean @ a, np.sqrt(np.einsum("i,kij,j->k", a, cov, a))))
     w_grid = w.reshape([len(a) for a in axes])
     out["tau"] = grid_summary(w_grid.sum(axis=tuple(range(1, w_grid.ndim))), axes[0])
     if se is None:

@@ -117,6 +117,10 @@ class HierarchicalFit(FitResult):
         """Posterior predictive check (:func:`multilevel.plots.plot_ppc`)."""
         return plots.plot_ppc(self, **kwargs)
 
+    def plot_predictions(self, x: str, **kwargs: Any):
+        """Conditional effects of ``x`` (:func:`multilevel.plots.plot_predictions`)."""
+        return plots.plot_predictions(self, x, **kwargs)
+
     def plot_pair(self, **kwargs: Any):
         """Pair plot of the group-level sds and correlations."""
         return plots.plot_pair(self, **kwargs)

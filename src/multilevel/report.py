@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from multilevel.design.newdata import predictor_columns
+
 if TYPE_CHECKING:
     from multilevel.results.result import FitResult as HierarchicalFit
 
@@ -162,6 +164,10 @@ def figures(fit: HierarchicalFit) -> list[tuple[str, str]]:
         ("Group-level sds and correlations", plots.plot_pair(fit)),
     ):
         out.append((title, _png(fig)))
+    predictors = predictor_columns(fit.design, groups=False)
+    if predictors:  # the conditional effect of the first predictor
+        ax = plots.plot_predictions(fit, predictors[0])
+        out.append((f"Conditional effect of {predictors[0]}", _png(ax.figure)))
     return out
 
 

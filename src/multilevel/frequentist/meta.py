@@ -27,7 +27,7 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from multilevel.design import Design
 from multilevel.design.statistics import typical_within_variance
 from multilevel.errors import SpecError
 from multilevel.frequentist.criteria import LikelihoodCriteria
+from multilevel.frequentist.predict import meta_prediction, predict_values
 from multilevel.spec.model import ModelSpec
 
 __all__ = ["MetaAnalysisFit", "check_meta_spec", "fit_meta"]
@@ -57,6 +58,7 @@ class MetaAnalysisFit(LikelihoodCriteria):
     i2: float
     converged: bool = True
     messages: tuple[str, ...] = ()
+    design: Design | None = field(default=None, repr=False)
 
     @property
     def singular(self) -> bool:
@@ -79,6 +81,30 @@ class MetaAnalysisFit(LikelihoodCriteria):
         z = self.beta.to_numpy() / se
         return pd.DataFrame({"term": self.beta.index, "estimate": self.beta.to_numpy(),
                              "std_error": se, "statistic": z, "p_value": 2 * stats.norm.sf(np.abs(z))})
+
+    def predict(
+        self, newdata: pd.DataFrame | None = None, *, scale: str = "response", groups: bool = True
+    ) -> np.ndarray:
+        """Predicted effects: fixed part plus a known study's BLUP (0 for a new study), or the
+        fixed part alone with ``groups=False`` (as :meth:`FrequentistFit.predict`)."""
+        return predict_values(self.design, self.beta, self.ranef_table, newdata, scale=scale,
+                              groups=groups)
+
+    def prediction_interval(
+        self, newdata: pd.DataFrame | None = None, level: float = 0.95
+    ) -> pd.DataFrame:
+        """metafor's ``predict(rma)``: pred, se, ci_lower/upper and the prediction interval
+        pi_lower/upper for the true effect of a new study (``pred -/+ z sqrt(se^2 + tau^2)``).
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("effect | se(se) ~ 1 + (1 | school)", datasets.load("eight_schools"))
+        >>> fit.prediction_interval().round(2).values.tolist()
+        [[7.69, 4.07, -0.3, 15.67, -0.3, 15.67]]
+        """
+        return meta_prediction(self.design, self.beta, self.cov_fixed, self.tau2, newdata, level)
 
     def variance_components(self) -> pd.DataFrame:
         """tau as sd and tau^2 as var of the grouping factor."""
@@ -150,5 +176,5 @@ def fit_meta(design: Design) -> MetaAnalysisFit:
         spec=design.spec, method="REML", beta=pd.Series(beta, index=names, name="estimate"),
         cov_fixed=pd.DataFrame(np.linalg.inv(xvx), index=names, columns=names), tau2=tau2,
         loglik=_restricted_loglik(design, tau2), nobs=design.n_obs, ranef_table=ranef,
-        i2=tau2 / (tau2 + s2), converged=bool(res.success), messages=messages,
+        i2=tau2 / (tau2 + s2), converged=bool(res.success), messages=messages, design=design,
     )

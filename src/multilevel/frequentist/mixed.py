@@ -109,6 +109,7 @@ def fit_mixed(design: Design, method: str | None = None, n_agq: int = 1) -> Freq
         var_fixed=float(np.var(design.X @ beta, ddof=1)),
         var_random=_random_variances(design, groups),
         var_residual=scale if sigma is not None else math.pi**2 / 3.0,
+        design=design,
     )
 
 

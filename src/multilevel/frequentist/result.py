@@ -11,13 +11,15 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from multilevel.design import Design
 from multilevel.frequentist.criteria import LikelihoodCriteria
+from multilevel.frequentist.predict import predict_values
 from multilevel.spec.model import ModelSpec
 
 __all__ = ["FrequentistFit", "GroupCovariance"]
@@ -62,6 +64,7 @@ class FrequentistFit(LikelihoodCriteria):
     var_fixed: float
     var_random: tuple[float, ...]
     var_residual: float
+    design: Design | None = field(default=None, repr=False)
 
     @property
     def n_params(self) -> int:
@@ -90,6 +93,28 @@ class FrequentistFit(LikelihoodCriteria):
                 "p_value": 2.0 * stats.norm.sf(np.abs(stat)),
             }
         )
+
+    def predict(
+        self, newdata: pd.DataFrame | None = None, *, scale: str = "response", groups: bool = True
+    ) -> np.ndarray:
+        """Predictions as lme4's ``predict(m, newdata, allow.new.levels = TRUE, type = scale)``.
+
+        ``groups=True`` adds each row's conditional modes (a level not seen in fitting gets the
+        population value); ``groups=False`` is lme4's ``re.form = NA``. ``scale='response'``
+        gives probabilities for logistic fits, ``'link'`` the linear predictor. ``newdata=None``
+        predicts the fitted rows; see :mod:`multilevel.frequentist.predict`.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+        >>> fit.predict(pd.DataFrame({"Days": [9.0]}), groups=False).round(2).tolist()
+        [345.61]
+        """
+        return predict_values(self.design, self.beta, self.ranef_table, newdata, scale=scale,
+                              groups=groups)
 
     def variance_components(self) -> pd.DataFrame:
         """Long table of variances, sds and correlations (``stat`` in var/sd/cor).

@@ -17,6 +17,7 @@ function                   shows                                                
 ``plot_variance``          sd, cor and ICC posteriors with the REML/ML/Laplace value      Figure
 ``plot_ppc``               observed vs replicated data (density, or proportion by group)  Axes
 ``plot_prior_predictive``  data simulated from the priors vs the observed data           Axes
+``plot_predictions``       conditional effects: population curve, groups, data            Axes
 =========================  ============================================================  =======
 
 Examples
@@ -36,6 +37,7 @@ from multilevel.plots.compute import posterior_predictive
 from multilevel.plots.diagnostics import plot_pair, plot_trace
 from multilevel.plots.groups import plot_caterpillar, plot_shrinkage
 from multilevel.plots.ppc import plot_ppc
+from multilevel.plots.predictions import plot_predictions
 from multilevel.plots.prior import plot_prior_predictive
 from multilevel.plots.variance import plot_variance
 
@@ -43,6 +45,7 @@ __all__ = [
     "plot_caterpillar",
     "plot_pair",
     "plot_ppc",
+    "plot_predictions",
     "plot_prior_predictive",
     "plot_shrinkage",
     "plot_trace",

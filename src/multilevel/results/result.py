@@ -20,11 +20,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
+import xarray as xr
 
 from multilevel import naming
 from multilevel.results.core import DEFAULT_PROB
 from multilevel.results.diagnostics import diagnostics_table
+from multilevel.results.predictions import (
+    posterior_predict,
+    predict_draws,
+    prediction_table,
+    predictions_idata,
+)
 from multilevel.results.record import FitRecord
 from multilevel.results.sensitivity import sensitivity_check
 from multilevel.results.shrinkage import shrinkage_table
@@ -103,6 +111,89 @@ class FitResult(FitRecord):
         row = pd.DataFrame([{"check": "parameterization", "value": float("nan"),
                              "threshold": self.parameterization, "ok": True, "remedy": why}])
         return pd.concat([table, sensitivity_check(self), row], ignore_index=True)
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        scale: str = "response",
+        groups: bool = True,
+        new_levels: str = "sample",
+        prob: float = DEFAULT_PROB,
+        seed: int | np.random.Generator | None = None,
+    ) -> pd.DataFrame:
+        """Predicted expected values per row: the newdata columns, then mean, sd, median,
+        lower, upper, and the frequentist prediction (``reml``, ``laplace``).
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            Rows to predict (the response column is not needed); None predicts the fitted rows.
+        scale : {'response', 'link'}
+            Probabilities (logistic) or the response mean; or the linear predictor.
+        groups : bool
+            False gives the population-level prediction (all group effects zero).
+        new_levels : {'sample', 'population', 'error'}
+            A level not seen in fitting: its effect drawn from N(0, Sigma) at every draw, set
+            to zero, or an error naming it (:mod:`multilevel.results.predictions`).
+        prob : float
+            Probability of the central interval.
+        seed : int or numpy.random.Generator, optional
+            For the new-level draws.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from multilevel import datasets, fit_hierarchical
+        >>> fit = fit_hierarchical("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"),
+        ...                        draws=200, tune=200, chains=2, seed=1, progressbar=False)
+        >>> new = pd.DataFrame({"Days": [3.0, 3.0], "Subject": ["308", "a new subject"]})
+        >>> t = fit.predict(new, seed=1)
+        >>> bool(t.loc[1, "sd"] > 2 * t.loc[0, "sd"])  # a new subject is far less certain
+        True
+        """
+        return prediction_table(self, newdata, scale=scale, groups=groups,
+                                new_levels=new_levels, prob=prob, seed=seed)
+
+    def predict_draws(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        scale: str = "response",
+        groups: bool = True,
+        new_levels: str = "sample",
+        seed: int | np.random.Generator | None = None,
+    ) -> xr.DataArray:
+        """``(chain, draw, obs)`` draws of the expected value per row, for custom summaries
+        (arguments as :meth:`predict`)."""
+        return predict_draws(self, newdata, scale=scale, groups=groups, new_levels=new_levels,
+                             seed=seed)
+
+    def posterior_predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        groups: bool = True,
+        new_levels: str = "sample",
+        seed: int | np.random.Generator | None = None,
+    ) -> xr.DataArray:
+        """``(chain, draw, obs)`` draws of new observations: residual noise added (Gaussian),
+        or Bernoulli / binomial draws with the newdata's trials column."""
+        return posterior_predict(self, newdata, groups=groups, new_levels=new_levels,
+                                 seed=seed)
+
+    def predictions_idata(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        groups: bool = True,
+        new_levels: str = "sample",
+        seed: int | np.random.Generator | None = None,
+    ):
+        """A copy of the InferenceData (DataTree) with ArviZ's ``predictions`` and
+        ``predictions_constant_data`` groups for ``newdata``."""
+        return predictions_idata(self, newdata, groups=groups, new_levels=new_levels,
+                                 seed=seed)
 
     def compare(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Every parameter side by side: posterior mean, median, interval and the frequentist
