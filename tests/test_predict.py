@@ -345,3 +345,85 @@ def test_plot_predictions(sleep_fit, district_fit):
     assert ax.get_ylabel() == "P(use)"
     with pytest.raises(SpecError, match="x='district' is not a predictor"):
         district_fit.plot_predictions("district")
+
+
+# ---------------------------------------------------------------- review: edge cases
+
+
+def test_row_summaries_with_non_finite_and_extreme_draws():
+    from multilevel.results.rowstats import summarize_rows
+
+    cases = [np.r_[np.arange(10.0), np.inf], np.r_[-np.inf, np.arange(10.0)],
+             np.r_[np.full(10, -1.5e308), 1.5e308], np.r_[np.zeros(10), 5e-324],
+             np.r_[np.zeros(10), 1e-307], np.r_[3.0, 3.0, 3.0, 3.0]]
+    for v in cases:
+        out = summarize_rows(v[None], np.array([[0]]), np.array([[1.0]]), False, 0.9)[0]
+        with np.errstate(all="ignore"):
+            expected = np.quantile(v, [0.5, (1 - 0.9) / 2, (1 + 0.9) / 2])
+        finite = np.isfinite(expected)  # numpy's interpolation toward inf gives nan or inf
+        np.testing.assert_array_equal(out[2:][finite], expected[finite], err_msg=str(v))
+        assert np.isinf(out[2:][~finite]).all() or np.isnan(expected[~finite]).all()
+    out = summarize_rows(np.r_[np.nan, np.arange(10.0)][None], np.array([[0]]),
+                         np.array([[1.0]]), False, 0.9)[0]
+    assert np.isnan(out[2:]).all()
+
+
+def test_levels_match_by_value_across_int_float_and_text():
+    sleep = ml.datasets.load("sleepstudy")
+    as_float = sleep.assign(Subject=sleep["Subject"].astype(str).astype(int).astype(float))
+    fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", as_float)
+    for label in (308, 308.0, "308"):
+        nd = new_design(fit.design, pd.DataFrame({"Days": [1.0], "Subject": [label]}))
+        assert nd.groups[0].index.tolist() == [0], label
+    contra = ml.datasets.load("contraception")
+    fit = fit_frequentist("use ~ urban + (1 | district)", contra, family="bernoulli")
+    nd = new_design(fit.design, pd.DataFrame({"urban": ["Y", "N"], "district": [1.0, 2]}))
+    assert nd.groups[0].index.tolist() == [0, 1]
+
+
+def test_population_prediction_keeps_a_factor_that_is_also_a_predictor():
+    df = ml.datasets.load("cbpp")
+    fit = fit_frequentist("cbind(incidence, size - incidence) ~ period + (1 | herd:period)", df,
+                          family="binomial")
+    new = pd.DataFrame({"period": [1, 4]})  # integers, the training column holds text
+    b = fit.beta
+    np.testing.assert_allclose(fit.predict(new, groups=False, scale="link"),
+                               [b["(Intercept)"], b["(Intercept)"] + b["period4"]], rtol=1e-12)
+
+
+def test_within_only_model_asks_for_the_within_column():
+    df = ml.datasets.load("hsb82")
+    spec = ml.ModelSpec.from_formula("mAch ~ ses_within + (1 | school)")
+    fit = fit_frequentist(spec, ml.course.add_contextual_columns(spec, df))
+    with pytest.raises(DataError, match="supply 'ses_within'"):
+        fit.predict(pd.DataFrame({"ses": [1.0], "school": ["1224"]}))
+    new = pd.DataFrame({"ses": [1.0, 2.0], "school": ["new", "new"]})  # a new school: its own mean
+    X = new_design(fit.design, new).X
+    np.testing.assert_allclose(X[:, 1], [-0.5, 0.5], rtol=1e-12)
+
+
+def test_tables_keep_the_newdata_index(sleep_fit):
+    new = pd.DataFrame({"Days": [1.0, 5.0, 9.0], "Subject": ["308", "309", "310"]},
+                       index=[7, 3, 1])
+    table = sleep_fit.predict(new)
+    assert list(table.index) == [7, 3, 1]
+    new["pred"] = table["mean"]  # aligns row by row
+    assert np.isfinite(new["pred"]).all()
+    assert list(sleep_fit.predict_draws(new)["obs"].values) == [7, 3, 1]
+
+
+def test_nested_group_lines_keep_the_chosen_school():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df, _ = nested(n_schools=5, n_classes=3, n_per=6, seed=4)
+    fit = ml.fit_hierarchical("y ~ x + (1 | school) + (1 | school:klass)", df, draws=200,
+                              tune=200, chains=2, seed=1, progressbar=False, frequentist=False)
+    school = df["school"].iloc[0]
+    ax = fit.plot_predictions("x", groups=[school], data=False)
+    post = fit.posterior
+    b = _flat(post["b"])
+    u = _flat(post["u_school"])[:, list(post["school_level"].values).index(school), 0]
+    x = np.linspace(df["x"].min(), df["x"].max(), 50)
+    hand = (b[:, :1] + u[:, None] + b[:, 1:2] * x).mean(axis=0)  # the new class contributes 0
+    np.testing.assert_allclose(ax.lines[-2].get_ydata(), hand, rtol=1e-10)

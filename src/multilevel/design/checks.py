@@ -32,7 +32,7 @@ from multilevel.spec.terms import GroupTerm
 __all__ = [
     "check_columns", "check_fixed", "check_groups", "check_transforms", "design_level1_variance",
     "handle_missing",
-    "known_se", "rows_text", "used_columns", "warn_separation", "warn_slopes",
+    "known_se", "predictor_inputs", "rows_text", "used_columns", "warn_separation", "warn_slopes",
 ]
 
 
@@ -78,6 +78,19 @@ def used_columns(spec: ModelSpec) -> list[str]:
         cols += list(g.columns)
     return list(dict.fromkeys(cols))
 
+def predictor_inputs(spec: ModelSpec) -> set[str]:
+    """The columns the fixed and varying terms read (not the grouping columns as such).
+
+    Examples
+    --------
+    >>> from multilevel import ModelSpec
+    >>> sorted(predictor_inputs(ModelSpec.from_formula("y ~ x*z + (1 + w | g)")))
+    ['w', 'x', 'z']
+    """
+    cols = {c for t in spec.fixed for c in _term_columns(t)}
+    return cols | {c for g in spec.groups for t in g.slopes for c in _term_columns(t)}
+
+
 def check_transforms(frame: pd.DataFrame, spec: ModelSpec) -> None:
     terms = list(spec.fixed) + [t for g in spec.groups for t in g.slopes]
     for term in terms:
@@ -106,8 +119,7 @@ def check_columns(spec: ModelSpec, df: pd.DataFrame) -> list[str]:
                 f"Column {col!r} appears {copies} times in the DataFrame: rename or drop the "
                 "duplicates (df.loc[:, ~df.columns.duplicated()])."
             )
-    rhs = {c for t in spec.fixed for c in _term_columns(t)}
-    rhs |= {c for g in spec.groups for t in g.slopes for c in _term_columns(t)}
+    rhs = predictor_inputs(spec)
     for name in (spec.response, spec.trials, spec.failures, spec.se):
         if name in rhs:
             raise SpecError(

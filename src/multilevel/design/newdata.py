@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 from formulae import design_matrices
 
-from multilevel.design.checks import used_columns
+from multilevel.design.checks import predictor_inputs, used_columns
 from multilevel.design.matrices import FORMULA_ENV
 from multilevel.design.types import Design, GroupDesign
 from multilevel.errors import DataError, SpecError
-from multilevel.spec.contextual import BETWEEN_SUFFIX, WITHIN_SUFFIX, between_name
+from multilevel.spec.contextual import BETWEEN_SUFFIX, WITHIN_SUFFIX, between_name, within_name
 
 __all__ = ["NEW_LEVELS", "SCALES", "NewDesign", "NewGroup", "check_scale", "new_design",
            "predictor_columns"]
@@ -110,8 +110,8 @@ def predictor_columns(design: Design, *, groups: bool = True) -> list[str]:
     """
     spec = design.spec
     skip = {spec.response, spec.trials, spec.failures, spec.se}
-    if not groups:
-        skip |= {c for g in spec.groups for c in g.columns}
+    if not groups:  # grouping columns, unless a term also reads them
+        skip |= {c for g in spec.groups for c in g.columns} - predictor_inputs(spec)
     return [c for c in used_columns(spec) if c not in skip]
 
 
@@ -155,7 +155,7 @@ def new_design(design: Design, newdata: pd.DataFrame | None, *, groups: bool = T
             f"add them (the model needs {', '.join(map(repr, needed))}; the response "
             f"{spec.response!r} is not needed)."
         )
-    factors = {c for g in spec.groups for c in g.columns}
+    factors = {c for g in spec.groups for c in g.columns} - predictor_inputs(spec)
     frame = frame.loc[:, needed].copy()
     for col in needed:
         _check_present(frame, col)
@@ -184,16 +184,14 @@ def _as_training(train: pd.Series, new: pd.Series, col: str) -> pd.Series:
     """``new`` with the training column's type: its categories, or numbers."""
     if isinstance(train.dtype, pd.CategoricalDtype):
         cats = list(train.cat.categories)
-        text = [str(c) for c in cats]
-        as_text = new.astype(str)
-        unseen = sorted(set(as_text.unique()) - set(text))
-        if unseen:
+        codes = _match(new, cats)
+        if (codes < 0).any():
+            unseen = sorted({str(v) for v in new[codes < 0]})
             raise DataError(
                 f"Column {col!r} of newdata has level(s) {unseen[:5]} not seen in fitting (the "
-                f"model knows {text[:10]}): a coefficient for an unseen category does not exist; "
-                "drop those rows or recode them."
+                f"model knows {[str(c) for c in cats][:10]}): a coefficient for an unseen "
+                "category does not exist; drop those rows or recode them."
             )
-        codes = pd.Categorical(as_text, categories=text).codes
         return pd.Series(pd.Categorical.from_codes(codes, categories=cats, ordered=True))
     if pd.api.types.is_bool_dtype(new):
         return new.astype(float)
@@ -224,16 +222,42 @@ def _evaluate(rhs: str, design: Design, frame: pd.DataFrame) -> np.ndarray:
     return X
 
 
+def _text(value) -> str:
+    """A value as level text; a whole float reads as the integer (308.0 is '308')."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _match(new: pd.Series, values: list) -> np.ndarray:
+    """Position of each new value among the training ``values`` (-1 if absent): equal values
+    match (308 and 308.0), then equal text ('308' and 308)."""
+    try:  # vectorized lookup by value (hash table)
+        out = pd.Categorical(new, categories=pd.Index(values, dtype=object)).codes.astype(np.int64)
+    except (TypeError, ValueError):
+        out = np.full(len(new), -1, dtype=np.int64)
+    missing = out < 0
+    if missing.any():
+        by_text = {_text(v): i for i, v in enumerate(values)}
+        out[missing] = [by_text.get(_text(v), -1) for v in new.to_numpy(dtype=object)[missing]]
+    return out
+
+
 def _labels(frame: pd.DataFrame, train: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """Level labels of the new rows, written as the design writes the training levels."""
+    """Level labels of the new rows, written as the design writes the training levels
+    (``str`` of the training value that matches; a value never seen keeps its own text)."""
     parts = []
     for col in columns:
         s = frame[col]
-        if pd.api.types.is_integer_dtype(train[col]) and pd.api.types.is_float_dtype(s):
-            values = s.to_numpy()
-            if np.all(values == np.round(values)):  # 308.0 is the level 308
-                s = s.astype(np.int64)
-        parts.append(s.astype(str).to_numpy(dtype=object))
+        t = train[col]
+        values = list(t.cat.categories) if isinstance(t.dtype, pd.CategoricalDtype) else list(
+            pd.unique(t))
+        pos = _match(s, values)
+        text = np.array([str(v) for v in values] + [""], dtype=object)[pos]
+        own = pos < 0
+        if own.any():
+            text[own] = [_text(v) for v in s.to_numpy(dtype=object)[own]]
+        parts.append(text)
     if len(parts) == 1:
         return parts[0]
     return np.array([":".join(row) for row in zip(*parts, strict=True)], dtype=object)
@@ -282,11 +306,20 @@ def _group_means(design: Design, x: str, by: list[str], out: pd.DataFrame) -> np
     """Training group mean of ``x`` for seen groups, the newdata mean for new groups."""
     train = design.frame
     key_new = pd.Series(_labels(out, train, tuple(by)))
-    known: dict[str, float] = {}
+    key_train = _labels(train, train, tuple(by))
     col = between_name(x)
     if col in train.columns:
-        key_train = _labels(train, train, tuple(by))
         known = pd.Series(train[col].to_numpy(float)).groupby(key_train).first().to_dict()
+    elif x in train.columns:
+        known = pd.Series(train[x].to_numpy(float)).groupby(key_train).mean().to_dict()
+    else:  # only x_within was kept: the training means of the seen groups are not known
+        seen = sorted(set(key_new) & set(key_train))
+        if seen:
+            raise DataError(
+                f"newdata lacks {within_name(x)!r} for group(s) {seen[:5]} seen in fitting, and "
+                f"the fit kept no training group means of {x!r}: supply {within_name(x)!r}."
+            )
+        known = {}
     own = pd.Series(out[x].to_numpy(float)).groupby(key_new).transform("mean").to_numpy()
     return np.array(
         [known.get(k, m) for k, m in zip(key_new, own, strict=True)], dtype=float

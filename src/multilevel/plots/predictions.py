@@ -114,7 +114,8 @@ def plot_predictions(
 
     ``groups`` lists levels of the first grouping factor to draw as thin lines (their posterior
     mean predictions); ``scale='response'`` draws probabilities for logistic models; ``data``
-    adds the observed points (proportions for binomial counts) when ``scale='response'``.
+    adds the observed points (proportions for binomial counts; none for 0/1 outcomes) when
+    ``scale='response'``.
     """
     check_scale(scale)
     grid = conditional_grid(fit, x, by=by)
@@ -144,7 +145,7 @@ def plot_predictions(
                     label=method_label(fit) if k == 0 else None)
     if groups:
         _group_lines(fit, ax, grid, x, pos, list(groups), scale)
-    if data and scale == "response":
+    if data and scale == "response" and fit.spec.family != "bernoulli":  # 0/1 points say little
         ax.scatter(_position(fit.design.frame[x]), _observed(fit), s=6, color="0.4", alpha=0.3,
                    zorder=0, label="data")
     if factor:
@@ -171,8 +172,8 @@ def _group_lines(fit, ax, grid, x, pos, levels, scale) -> None:
         raise SpecError(f"groups= names level(s) {unknown[:5]} that {g.factor!r} does not have.")
     for lv in levels:
         rows = grid.assign(**{term.columns[0]: str(lv)})
-        for other in fit.spec.groups[1:]:
-            rows = rows.assign(**{c: _OTHER for c in other.columns})
+        for other in fit.spec.groups[1:]:  # other factors at a new level, effect 0
+            rows = rows.assign(**{c: _OTHER for c in other.columns if c not in term.columns})
         pred = prediction_table(fit, rows, scale=scale, new_levels="population")
         ax.plot(pos, pred["mean"], lw=0.8, alpha=0.7, color="0.3")
     ax.plot([], [], lw=0.8, color="0.3", label=f"{g.factor} (posterior mean)")

@@ -99,6 +99,8 @@ class Predictor:
         _check_new_levels(new_levels)
         self.fit = fit
         self.design: NewDesign = new_design(fit.design, newdata, groups=groups)
+        self.index = (np.arange(self.design.n_obs) if newdata is None
+                      else np.asarray(newdata.index))
         post = fit.posterior
         self.shape = (post.sizes["chain"], post.sizes["draw"])
         rng = np.random.default_rng(seed)
@@ -139,10 +141,11 @@ class Predictor:
         """``(draws, n_new, terms)`` effects ``N(0, Sigma_s)`` of the unseen levels."""
         sd = _flat(post, naming.sd_name(g.factor))  # (S, q)
         z = rng.standard_normal((sd.shape[0], n_new, g.n_terms))
-        cor_name = naming.cor_name(g.factor)
-        if cor_name in post:
-            chol = np.linalg.cholesky(_flat(post, cor_name))  # (S, q, q)
-            z = np.einsum("sab,snb->sna", chol, z)
+        chol_name, cor_name = naming.corchol_name(g.factor), naming.cor_name(g.factor)
+        if chol_name in post:  # the sampled Cholesky factor: fine even at a correlation of 1
+            z = np.einsum("sab,snb->sna", _flat(post, chol_name), z)
+        elif cor_name in post:
+            z = np.einsum("sab,snb->sna", np.linalg.cholesky(_flat(post, cor_name)), z)
         return z * sd[:, None, :]
 
     @property
@@ -166,7 +169,8 @@ class Predictor:
         post = self.fit.posterior
         return xr.DataArray(
             values.reshape(*self.shape, -1), dims=("chain", "draw", naming.OBS_DIM),
-            coords={"chain": post["chain"].values, "draw": post["draw"].values}, name=name,
+            coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                    naming.OBS_DIM: self.index}, name=name,
         )
 
 
@@ -186,9 +190,10 @@ def predict_draws(
 
 
 def _frame_of(fit: FitRecord, newdata: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows predicted, with newdata's own index (so results align with it)."""
     if newdata is None:
         return fit.design.frame.copy()
-    return newdata.reset_index(drop=True).copy()
+    return newdata.copy()
 
 
 def prediction_table(
@@ -220,9 +225,11 @@ def prediction_table(
 def _trials_for(fit: FitRecord, nd: NewDesign) -> np.ndarray:
     spec = fit.spec
     if nd.trials is None:
+        need = (f"the trials column {spec.trials!r}" if spec.trials else
+                f"the columns {spec.response!r} and {spec.failures!r} (trials = their sum)")
         raise DataError(
-            f"newdata lacks the trials column {spec.trials or spec.failures!r} that binomial "
-            "predictions of new observations need: add the number of trials per row."
+            f"newdata lacks {need}, which binomial predictions of new observations need: add "
+            "the number of trials per row."
         )
     n = nd.trials
     if np.any(n < 0) or np.any(n != np.round(n)):
@@ -269,7 +276,8 @@ def predictions_idata(
     draws = posterior_predict(fit, newdata, groups=groups, new_levels=new_levels, seed=seed)
     frame = _frame_of(fit, newdata)
     const = xr.Dataset(
-        {str(c): (naming.OBS_DIM, _plain_column(frame[c])) for c in frame.columns}
+        {str(c): (naming.OBS_DIM, _plain_column(frame[c])) for c in frame.columns},
+        coords={naming.OBS_DIM: draws[naming.OBS_DIM].values},
     )
     tree = fit.idata.copy()
     tree["predictions"] = xr.DataTree(xr.Dataset({draws.name: draws}))

@@ -42,19 +42,32 @@ def _order_stats(a, ks, out, bucket, counts):
     One pass counts the values into :data:`BUCKETS` equal-width buckets between the minimum and
     the maximum; the cumulative counts tell which bucket holds each wanted order statistic and
     its rank there; only those buckets' values are then sorted. Two mostly branch-free passes
-    instead of a sort or a branchy quickselect."""
+    instead of a sort or a branchy quickselect. NaN draws give NaN; infinite draws, or a range
+    too wide or too narrow for the bucket scale, fall back to a sort."""
     n = a.shape[0]
     lo, hi = a[0], a[0]
+    total = 0.0
     for t in range(n):
         v = a[t]
+        total += v
         lo = min(lo, v)
         hi = max(hi, v)
+    if total != total:  # NaN: a NaN draw, or +inf and -inf together
+        for t in range(n):
+            if a[t] != a[t]:  # as np.quantile: a NaN draw makes every quantile NaN
+                out[:] = np.nan
+                return
     if hi == lo:
         for j in range(ks.shape[0]):
             out[j] = lo
         return
     nb = counts.shape[0]
     scale = nb / (hi - lo)
+    if not (math.isfinite(scale) and scale > 0.0 and math.isfinite(lo) and math.isfinite(hi)):
+        ordered = np.sort(a)  # infinite draws or a range outside floating point: plain sort
+        for j in range(ks.shape[0]):
+            out[j] = ordered[ks[j]]
+        return
     counts[:] = 0
     for t in range(n):
         b = min(int((a[t] - lo) * scale), nb - 1)
@@ -89,6 +102,13 @@ def _order_stats(a, ks, out, bucket, counts):
         if j == 0 or where[j - 1] != b:
             pool[first[b] : first[b] + counts[b]].sort()
         out[j] = pool[first[b] + ks[j] - base[j]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _lerp(a, b, t):
+    """numpy's linear interpolation between order statistics (exact at both ends)."""
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
 
 
 @numba.njit(cache=True, nogil=True)
@@ -156,8 +176,7 @@ def _summaries(E, idx, w, order, logistic, prob, out):
             for j in range(6):
                 stats[j] = _expit(stats[j])
         for j in range(3):
-            k = ks[2 * j]
-            out[i, 2 + j] = stats[2 * j] + (h[j] - k) * (stats[2 * j + 1] - stats[2 * j])
+            out[i, 2 + j] = _lerp(stats[2 * j], stats[2 * j + 1], h[j] - ks[2 * j])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
