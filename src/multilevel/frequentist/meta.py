@@ -40,7 +40,7 @@ from multilevel.frequentist.criteria import LikelihoodCriteria
 from multilevel.frequentist.predict import meta_prediction, predict_values
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["MetaAnalysisFit", "check_meta_spec", "fit_meta"]
+__all__ = ["MetaAnalysisFit", "check_meta_spec", "fit_meta", "generalized_q", "q_profile"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +106,37 @@ class MetaAnalysisFit(LikelihoodCriteria):
         """
         return meta_prediction(self.design, self.beta, self.cov_fixed, self.tau2, newdata, level)
 
+    def confint(self, method: str = "profile", level: float = 0.95, **_: object) -> pd.DataFrame:
+        """Fixed effects: Wald z intervals (metafor's ``ci.lb``/``ci.ub``); tau^2 and tau: the
+        Q-profile interval (metafor's ``confint(rma)``, Viechtbauer 2007) with
+        ``method='profile'``, none (NaN) with ``method='Wald'``. Columns as
+        :meth:`FrequentistFit.confint`.
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("effect | se(se) ~ 1 + (1 | school)", datasets.load("eight_schools"))
+        >>> fit.confint().round(2).values.tolist()[1]
+        ['school', '(Intercept)', 'var', 0.0, 0.0, 270.37]
+        """
+        if method not in ("profile", "Wald"):
+            raise SpecError(f"method={method!r} is not an option for a meta-analysis: use "
+                            "'profile' (Q-profile for tau^2) or 'Wald'.")
+        if not 0 < level < 1:
+            raise SpecError(f"level must lie in (0, 1), got {level!r}.")
+        z = stats.norm.ppf(0.5 + level / 2)
+        se = np.sqrt(np.diag(self.cov_fixed.to_numpy()))
+        beta = self.beta.to_numpy()
+        lo, hi = (q_profile(self.design, level) if method == "profile" and self.design is not None
+                  else (np.nan, np.nan))
+        factor = self.spec.groups[0].factor
+        rows = [(factor, "(Intercept)", "sd", math.sqrt(self.tau2), math.sqrt(lo), math.sqrt(hi)),
+                (factor, "(Intercept)", "var", self.tau2, lo, hi)]
+        rows += [("", t, "coef", b, b - z * s, b + z * s)
+                 for t, b, s in zip(self.beta.index, beta, se, strict=True)]
+        return pd.DataFrame(rows, columns=["group", "term", "stat", "estimate", "lower", "upper"])
+
     def variance_components(self) -> pd.DataFrame:
         """tau as sd and tau^2 as var of the grouping factor."""
         factor = self.spec.groups[0].factor
@@ -139,6 +170,31 @@ def _restricted_loglik(design: Design, tau2: float) -> float:
     n, p = design.X.shape
     return float(-0.5 * (n - p) * math.log(2 * math.pi) + 0.5 * np.linalg.slogdet(design.X.T @ design.X)[1]
                  - 0.5 * np.linalg.slogdet(V)[1] - 0.5 * np.linalg.slogdet(xvx)[1] - 0.5 * r @ vinv @ r)
+
+
+def generalized_q(design: Design, tau2: float) -> float:
+    """Cochran's generalised Q at ``tau2``: ``r' V^-1 r`` with ``beta`` the GLS estimate."""
+    _, vinv, _, _, r, _ = _pieces(design, tau2)
+    return float(r @ vinv @ r)
+
+
+def q_profile(design: Design, level: float = 0.95) -> tuple[float, float]:
+    """The Q-profile interval for tau^2: where the generalised Q crosses the chi-square
+    quantiles on ``n - p`` degrees of freedom (an end is 0 when Q at 0 is already below its
+    quantile), as metafor's ``confint(rma)``."""
+    df = design.n_obs - design.X.shape[1]
+    scale = float(np.var(design.y)) + float(np.max(design.se**2))
+    out = []
+    for q in (stats.chi2.ppf(0.5 + level / 2, df), stats.chi2.ppf(0.5 - level / 2, df)):
+        if generalized_q(design, 0.0) <= q:
+            out.append(0.0)
+            continue
+        hi = scale
+        while generalized_q(design, hi) > q:
+            hi *= 2.0
+        out.append(optimize.brentq(lambda t, q=q: generalized_q(design, t) - q, 0.0, hi,
+                                   xtol=1e-12 * scale))
+    return out[0], out[1]
 
 
 def check_meta_spec(spec: ModelSpec) -> None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import mixedlm
@@ -54,10 +54,11 @@ import pandas as pd
 
 from multilevel.design import Design
 from multilevel.errors import DataError, SpecError
+from multilevel.frequentist.deviance import hessian
 from multilevel.frequentist.result import FrequentistFit, GroupCovariance
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["HESSIAN_STEP", "METHODS", "SINGULAR_TOL", "check_method", "fit_mixed"]
+__all__ = ["HESSIAN_STEP", "METHODS", "SINGULAR_TOL", "check_method", "fit_mixed", "glmer_devfun"]
 
 METHODS = ("REML", "ML", "Laplace", "AGQ")
 HESSIAN_STEP = 1e-4
@@ -110,6 +111,8 @@ def fit_mixed(design: Design, method: str | None = None, n_agq: int = 1) -> Freq
         var_random=_random_variances(design, groups),
         var_residual=scale if sigma is not None else math.pi**2 / 3.0,
         design=design,
+        refit=fit_mixed,
+        laplace=None if sigma is not None else partial(glmer_devfun, design, n_agq),
     )
 
 
@@ -193,6 +196,16 @@ def _mixedlm_data(design: Design) -> tuple[pd.DataFrame, str, np.ndarray | None]
     return pd.DataFrame(cols), formula, None if n is None else n.astype(float)
 
 
+def glmer_devfun(design: Design, n_agq: int = 1) -> tuple[Any, list[int]]:
+    """mixedlm's Laplace (or AGQ) deviance of ``(theta, beta)`` for a logistic design, and each
+    group's offset in ``theta`` (row-major lower triangle per correlated block)."""
+    frame, formula, weights = _mixedlm_data(design)
+    parsed = mixedlm.glFormula(formula, frame, family=mixedlm.families.Binomial(),
+                               weights=weights)
+    devfun = mixedlm.mkGlmerDevfun(parsed, nAGQ=n_agq)
+    return devfun, [start for start, _ in _structures(parsed, design)]
+
+
 def _structures(res: Any, design: Design) -> list[tuple[int, Any]]:
     """(theta offset, mixedlm structure) for each of our groups, in design order."""
     offsets, start = {}, 0
@@ -226,29 +239,6 @@ def _theta_blocks(res: Any, design: Design) -> tuple[pd.Series, list[np.ndarray]
     return pd.Series(values, index=names, name="theta", dtype=float), lambdas, singular
 
 
-def _hessian(
-    fun: Callable[[np.ndarray], float], x: np.ndarray, step: float = HESSIAN_STEP
-) -> np.ndarray:
-    """lme4's ``deriv12`` Hessian: central differences, cross terms from four corners."""
-    n = len(x)
-    fx = fun(x)
-    eye = np.eye(n) * step
-    plus = [fun(x + eye[i]) for i in range(n)]
-    minus = [fun(x - eye[i]) for i in range(n)]
-    H = np.empty((n, n))
-    for i in range(n):
-        H[i, i] = (plus[i] - 2.0 * fx + minus[i]) / step**2
-        for j in range(i):
-            corners = (
-                fun(x + eye[i] + eye[j])
-                - fun(x + eye[i] - eye[j])
-                - fun(x - eye[i] + eye[j])
-                + fun(x - eye[i] - eye[j])
-            )
-            H[i, j] = H[j, i] = corners / (4.0 * step**2)
-    return H
-
-
 def _glmm_vcov(
     res: Any,
     frame: pd.DataFrame,
@@ -262,7 +252,7 @@ def _glmm_vcov(
     parsed = mixedlm.glFormula(formula, frame, family=family, weights=weights)
     devfun = mixedlm.mkGlmerDevfun(parsed, nAGQ=n_agq)
     theta, beta = np.asarray(res.theta, float), np.asarray(res.beta, float)
-    H = _hessian(devfun, np.r_[theta, beta])
+    H = hessian(devfun, np.r_[theta, beta], HESSIAN_STEP)
     p, nt = len(beta), len(theta)
     try:
         V = 2.0 * np.linalg.inv(H)[nt:, nt:]

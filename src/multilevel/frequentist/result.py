@@ -11,7 +11,9 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from scipy import stats
 
 from multilevel.design import Design
 from multilevel.frequentist.criteria import LikelihoodCriteria
+from multilevel.frequentist.intervals import confint_table
 from multilevel.frequentist.predict import predict_values
 from multilevel.spec.model import ModelSpec
 
@@ -65,6 +68,12 @@ class FrequentistFit(LikelihoodCriteria):
     var_random: tuple[float, ...]
     var_residual: float
     design: Design | None = field(default=None, repr=False)
+    #: How to refit this model (``refit(design, method, n_agq)``; set by the fitting module,
+    #: used by the ML refit of profiles and by the bootstrap) and, for logistic fits, how to get
+    #: the Laplace deviance of ``(theta, beta)`` (``laplace() -> (devfun, theta offsets)``).
+    refit: Callable[..., FrequentistFit] | None = field(default=None, repr=False)
+    laplace: Callable[[], tuple[Any, list[int]]] | None = field(default=None, repr=False)
+    _intervals: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_params(self) -> int:
@@ -115,6 +124,39 @@ class FrequentistFit(LikelihoodCriteria):
         """
         return predict_values(self.design, self.beta, self.ranef_table, newdata, scale=scale,
                               groups=groups)
+
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        *,
+        n_boot: int = 500,
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Confidence intervals as lme4's ``confint(m, method, oldNames = FALSE)``.
+
+        ``method`` is ``'profile'`` (lme4's default; Gaussian fits profile the ML deviance, as
+        lme4), ``'Wald'`` (fixed effects only) or ``'boot'`` (parametric bootstrap,
+        ``n_boot`` refits, percentile intervals, reproducible with ``seed``). Returns group,
+        term, stat (coef, sd, cor), estimate, lower, upper; see
+        :mod:`multilevel.frequentist.intervals`. Computed once per method and level, then
+        reused.
+
+        Examples
+        --------
+        >>> from multilevel import datasets
+        >>> from multilevel.frequentist import fit_frequentist
+        >>> fit = fit_frequentist("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+        >>> ci = fit.confint()
+        >>> ci.loc[ci["stat"] == "sd", ["lower", "upper"]].round(2).values.tolist()
+        [[14.38, 37.72], [3.8, 8.75], [22.9, 28.86]]
+        """
+        key = (method, float(level), n_boot if method == "boot" else None, seed)
+        if key not in self._intervals or method == "boot" and seed is None:
+            self._intervals[key] = confint_table(self, method, level, n_boot=n_boot, seed=seed,
+                                                 progress=progress)
+        return self._intervals[key].copy()
 
     def variance_components(self) -> pd.DataFrame:
         """Long table of variances, sds and correlations (``stat`` in var/sd/cor).

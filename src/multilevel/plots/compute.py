@@ -6,7 +6,8 @@ through :mod:`multilevel.naming`, so the drawing modules never touch a PyMC vari
 * :func:`hyperparameter_draws`: ``(chain, draw)`` arrays of the fixed effects, the group sds, the
   off-diagonal correlations and the residual sd, labelled ArviZ-style (``sd_Subject[Days]``).
 * :func:`variance_draws`: every sd and correlation, the residual sd and the adjusted ICC of
-  each grouping factor, each with its frequentist estimate (NaN without a frequentist fit).
+  each grouping factor, each with its frequentist estimate and profile interval (NaN without a
+  frequentist fit; the ICCs have no interval).
 * :func:`posterior_predictive`: replicated responses ``y_rep`` from posterior draws,
   ``eta = X b + sum_k (Z_k * u_k[idx_k]).sum(1)``; ``y_rep ~ Normal(eta, sigma)``, or
   ``Binomial(trials, expit(eta))`` / ``Bernoulli(expit(eta))`` for logistic models.
@@ -137,6 +138,7 @@ class VarianceDraws:
     stat: str  # 'sd', 'cor' or 'icc'
     draws: np.ndarray  # (chain, draw)
     estimate: float = float("nan")
+    interval: tuple[float, float] = (float("nan"), float("nan"))  # frequentist (profile)
 
     @property
     def title(self) -> str:
@@ -146,14 +148,18 @@ class VarianceDraws:
         return f"{self.stat} {self.group}: {self.term}" if self.term else f"{self.stat} {self.group}"
 
 
-def _frequentist_lookup(fit: HierarchicalFit) -> tuple[dict, dict]:
+def _frequentist_lookup(fit: HierarchicalFit) -> tuple[dict, dict, dict]:
     if fit.frequentist is None:
-        return {}, {}
+        return {}, {}, {}
     vc = fit.frequentist.variance_components()
     icc = fit.frequentist.icc()
+    ci = fit.frequentist_intervals("profile")
+    intervals = {} if ci is None else {
+        (r.group, r.term, r.stat): (float(r.lower), float(r.upper)) for r in ci.itertuples()}
     return (
         {(r.group, r.term, r.stat): float(r.estimate) for r in vc.itertuples()},
         {(r.group, r.type): float(r.estimate) for r in icc.itertuples()},
+        intervals,
     )
 
 
@@ -164,25 +170,29 @@ def variance_draws(fit: HierarchicalFit, *, icc: bool = True) -> list[VarianceDr
     are ``(group, type, 'icc')`` for every ICC of :meth:`HierarchicalFit.icc` (adjusted,
     conditional, at_x0), from :func:`~multilevel.results.tables.icc_draws`.
     """
-    vc, icc_freq = _frequentist_lookup(fit)
+    vc, icc_freq, intervals = _frequentist_lookup(fit)
     nan = float("nan")
+    none = (nan, nan)
     post = fit.posterior
     out: list[VarianceDraws] = []
     for g in fit.design.groups:
         sd = draws_of(post, naming.sd_name(g.factor))
         for k, term in enumerate(g.term_names):
-            est = vc.get((g.factor, term, "sd"), nan)
-            out.append(VarianceDraws(g.factor, term, "sd", sd[..., k], est))
+            key = (g.factor, term, "sd")
+            out.append(VarianceDraws(g.factor, term, "sd", sd[..., k], vc.get(key, nan),
+                                     intervals.get(key, none)))
         if naming.cor_name(g.factor) in post:
             cor = draws_of(post, naming.cor_name(g.factor))
             for a in range(g.n_terms):
                 for c in range(a + 1, g.n_terms):
                     term = f"{g.term_names[a]},{g.term_names[c]}"
+                    key = (g.factor, term, "cor")
                     out.append(VarianceDraws(g.factor, term, "cor", cor[..., a, c],
-                                             vc.get((g.factor, term, "cor"), nan)))
+                                             vc.get(key, nan), intervals.get(key, none)))
     if naming.SIGMA in post:
+        key = ("Residual", "", "sd")
         out.append(VarianceDraws("Residual", "", "sd", draws_of(post, naming.SIGMA),
-                                 vc.get(("Residual", "", "sd"), nan)))
+                                 vc.get(key, nan), intervals.get(key, none)))
     if icc:
         for labels, draws in icc_draws(post, fit.design):
             factor, kind = str(labels["group"]), str(labels["type"])

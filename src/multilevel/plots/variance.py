@@ -36,7 +36,7 @@ def plot_variance(
     """Histograms of every sd, correlation and ICC with the REML/ML/Laplace estimate.
 
     The frequentist estimate (when the fit has one) is a black vertical line labelled with
-    its method; the posterior mean is a dotted line.
+    its method, its 95% profile interval a grey band; the posterior mean is a dotted line.
 
     Parameters
     ----------
@@ -78,6 +78,9 @@ def plot_variance(
         if np.isfinite(p.estimate):
             ax.axvline(p.estimate, color="k", lw=1.5, label=f"{label} {p.estimate:.3g}",
                        gid="frequentist")
+        if np.isfinite(p.interval).all():  # the frequentist (profile) interval
+            ax.axvspan(*p.interval, color="0.5", alpha=0.15, lw=0, gid="frequentist_interval",
+                       label=f"{label} 95% profile CI")
         ax.set_title(p.title)
         ax.set_xlabel("correlation" if p.stat == "cor" else "ICC" if p.stat == "icc" else "sd")
         ax.set_yticks([])

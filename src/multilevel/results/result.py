@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from multilevel import naming
+from multilevel.errors import SpecError
 from multilevel.results.core import DEFAULT_PROB
 from multilevel.results.diagnostics import diagnostics_table
 from multilevel.results.predictions import (
@@ -49,17 +51,27 @@ class FitResult(FitRecord):
         """Every prior used: target, prior, source ('default' or the override key)."""
         return self.resolved_priors.table()
 
-    def fixed_effects(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-        """term, mean, sd, median, lower, upper, r_hat, ess_bulk (+ the frequentist estimate)."""
+    def fixed_effects(
+        self, prob: float = DEFAULT_PROB, *, interval: str | None = "profile"
+    ) -> pd.DataFrame:
+        """term, mean, sd, median, lower, upper, r_hat, ess_bulk (+ the frequentist estimate,
+        its standard error and its ``prob`` confidence interval ``<method>_lower`` /
+        ``<method>_upper`` by ``interval``: 'profile', 'Wald', 'boot', or None for none; see
+        :meth:`multilevel.frequentist.FrequentistFit.confint`)."""
         table = fixed_effects_table(self.posterior, self.design, prob)
         if self.frequentist is not None:
             freq = self.frequentist.fixed_effects().set_index("term")
             table[self.method] = table["term"].map(freq["estimate"])
             table[f"{self.method}_se"] = table["term"].map(freq["std_error"])
+            table = self._with_interval(table, interval, prob, ["term"])
         return table
 
-    def variance_components(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-        """group, term, stat (sd/var/cor), posterior summary (+ the frequentist estimate)."""
+    def variance_components(
+        self, prob: float = DEFAULT_PROB, *, interval: str | None = "profile"
+    ) -> pd.DataFrame:
+        """group, term, stat (sd/var/cor), posterior summary (+ the frequentist estimate and
+        its confidence interval by ``interval``, as :meth:`fixed_effects`; a variance's interval
+        is the square of its sd's)."""
         table = variance_components_table(self.posterior, self.design, prob)
         if self.frequentist is not None:
             freq = self.frequentist.variance_components()
@@ -67,7 +79,32 @@ class FitResult(FitRecord):
                 freq.rename(columns={"estimate": self.method}), on=["group", "term", "stat"],
                 how="left",
             )
+            table = self._with_interval(table, interval, prob, ["group", "term", "stat"])
         return table
+
+    def frequentist_intervals(self, interval: str = "profile", prob: float = DEFAULT_PROB):
+        """The frequentist fit's confidence intervals (``confint(interval, level=prob)``), or
+        None, with a warning saying why, when they cannot be computed for this model."""
+        try:
+            return self.frequentist.confint(interval, level=prob)
+        except (SpecError, RuntimeError, np.linalg.LinAlgError) as err:
+            warnings.warn(f"No {interval} intervals for the {self.frequentist.method} fit: {err}",
+                          stacklevel=3)
+            return None
+
+    def _with_interval(self, table: pd.DataFrame, interval: str | None, prob: float,
+                       keys: list[str]) -> pd.DataFrame:
+        if interval is None:
+            return table
+        lo, hi = f"{self.method}_lower", f"{self.method}_upper"
+        ci = self.frequentist_intervals(interval, prob)
+        if ci is None:
+            return table.assign(**{lo: np.nan, hi: np.nan})
+        ci = ci[ci["stat"] != "coef"] if "group" in keys else ci[ci["stat"] == "coef"]
+        var = ci[ci["stat"] == "sd"].assign(stat="var", lower=lambda d: d["lower"] ** 2,
+                                            upper=lambda d: d["upper"] ** 2)
+        ci = pd.concat([ci, var], ignore_index=True)[[*keys, "lower", "upper"]]
+        return table.merge(ci.rename(columns={"lower": lo, "upper": hi}), on=keys, how="left")
 
     def icc(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """ICC per grouping factor (adjusted, conditional, at_x0), with the frequentist value."""
@@ -195,16 +232,29 @@ class FitResult(FitRecord):
         return predictions_idata(self, newdata, groups=groups, new_levels=new_levels,
                                  seed=seed)
 
-    def compare(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-        """Every parameter side by side: posterior mean, median, interval and the frequentist
-        estimate, with ``outside`` flagging an estimate outside the posterior interval."""
+    def compare(
+        self, prob: float = DEFAULT_PROB, *, interval: str | None = "profile"
+    ) -> pd.DataFrame:
+        """Every parameter side by side: posterior mean, median, interval, the frequentist
+        estimate and its confidence interval (``interval``: 'profile', 'Wald', 'boot' or None).
+        ``outside`` flags a frequentist estimate outside the posterior interval; ``disagree``
+        also flags a posterior median outside the frequentist interval (ICC rows have no
+        frequentist interval)."""
         if self.frequentist is None:
             raise ValueError("This fit has no frequentist comparison: refit with frequentist=True.")
-        fe = self.fixed_effects(prob).assign(kind="fixed", group="", stat="coef")
-        vc = self.variance_components(prob).assign(kind="variance")
+        m = self.method
+        fe = self.fixed_effects(prob, interval=interval).assign(kind="fixed", group="",
+                                                                stat="coef")
+        vc = self.variance_components(prob, interval=interval).assign(kind="variance")
         ic = self.icc(prob).rename(columns={"type": "stat"}).assign(kind="icc", term="")
-        cols = ["kind", "group", "term", "stat", "mean", "median", "lower", "upper", self.method]
-        table = pd.concat([fe[cols], vc[cols], ic[cols]], ignore_index=True)
-        est = table[self.method]
+        cols = ["kind", "group", "term", "stat", "mean", "median", "lower", "upper", m]
+        if interval is not None:
+            cols += [f"{m}_lower", f"{m}_upper"]
+        table = pd.concat([fe[cols], vc[cols], ic.reindex(columns=cols)], ignore_index=True)
+        est = table[m]
         table["outside"] = (est < table["lower"]) | (est > table["upper"])
+        if interval is not None:  # the posterior median outside the frequentist interval too
+            median = table["median"]
+            table["disagree"] = table["outside"] | (median < table[f"{m}_lower"]) | (
+                median > table[f"{m}_upper"])
         return table
