@@ -164,3 +164,34 @@ def test_posterior_tables_carry_the_frequentist_intervals():
     expected = rows["outside"] | (rows["median"] < rows["reml_lower"]) | (
         rows["median"] > rows["reml_upper"])
     pd.testing.assert_series_equal(rows["disagree"], expected, check_names=False)
+
+
+def test_three_correlated_terms_match_lme4():
+    """A correlation block of three terms (the valid correlations are not a box, so the inner
+    search must not step onto non-positive-definite matrices). Simulated data in
+    ``tests/reference/three_correlated.csv``; lme4's ML profile is in the reference JSON."""
+    ref = CI_REF["three_correlated"]
+    df = pd.read_csv(Path(__file__).parent / "reference" / "three_correlated.csv")
+    fit = fit_frequentist(ref["formula"], df, method="ML")
+    d = ref["profile"]
+    assert_matches(fit.confint(), dict(zip(d["names"], zip(d["lower"], d["upper"], strict=True),
+                                           strict=True)))
+
+
+def test_singular_logistic_fit_refuses_the_profile_with_a_reason():
+    df = pd.read_csv(Path(__file__).parent / "reference" / "three_correlated.csv")
+    fit = fit_frequentist("yb ~ x1 + x2 + (1 + x1 + x2 | g)", df, family="bernoulli")
+    with pytest.raises(SpecError, match="singular.*method='boot' or 'Wald'"):
+        fit.confint()
+    assert np.isfinite(fit.confint("Wald").query("stat == 'coef'")["lower"]).all()
+
+
+def test_meta_analysis_tables_have_one_row_per_parameter():
+    fit = ml.fit_hierarchical("effect | se(se) ~ 1 + (1 | school)", ml.datasets.load("eight_schools"),
+                              draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    vc = fit.variance_components()
+    assert sorted(vc["stat"]) == ["sd", "var"]
+    q = fit.frequentist.confint().set_index("stat")
+    row = vc.set_index("stat")
+    assert row.loc["var", "reml_upper"] == pytest.approx(q.loc["var", "upper"], rel=1e-10)
+    assert len(fit.compare()) == len(fit.compare(interval=None))

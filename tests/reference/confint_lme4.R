@@ -39,6 +39,11 @@ m <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, famil
 out$cbpp <- list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
                  method = "Laplace", profile = ci(m, "profile"), wald = ci(m, "Wald"))
 
+three <- read.csv("tests/reference/three_correlated.csv")  # simulated: 40 groups of 15
+m <- lmer(y ~ x1 + x2 + (1 + x1 + x2 | g), three, REML = FALSE)
+out$three_correlated <- list(formula = "y ~ x1 + x2 + (1 + x1 + x2 | g)", method = "ML",
+                             profile = ci(m, "profile"))
+
 bcg <- escalc(measure = "RR", ai = tpos, bi = tneg, ci = cpos, di = cneg, data = dat.bcg)
 r <- rma(yi, vi, data = bcg, method = "REML")
 q <- confint(r)

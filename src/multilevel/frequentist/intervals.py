@@ -124,6 +124,7 @@ def _deviance(fit: FrequentistFit):
         dev = glmm_deviance(devfun, layout, offsets)
     x = np.r_[_var_values(ref, layout), ref.beta.to_numpy(float)]
     cor = np.array([stat == "cor" for _, _, stat in layout.names] + [False] * len(ref.beta))
+    x[cor] = np.nan_to_num(x[cor])  # a correlation with an sd of 0 is not identified: start at 0
     x[cor] = np.clip(x[cor], -1 + 1e3 * _EDGE, 1 - 1e3 * _EDGE)  # a singular fit's +/-1
     se = np.sqrt(np.diag(ref.cov_fixed.to_numpy(float)))
     var_step = [0.3 if stat == "cor" else 0.25 * max(v, 1e-3 * np.abs(x).max())
@@ -150,8 +151,9 @@ class _Profile:
     minimised in closed form (:meth:`GaussianDeviance.profiled`); only the variance
     parameters are searched numerically."""
 
-    def __init__(self, dev, xhat: np.ndarray, bounds, k: int, hess=None) -> None:
-        self.k, self.xhat = k, xhat.copy()
+    def __init__(self, dev, xhat: np.ndarray, bounds, k: int, hess=None,
+                 simplex: bool = False) -> None:
+        self.k, self.xhat, self.simplex = k, xhat.copy(), simplex
         n = len(xhat)
         if isinstance(dev, GaussianDeviance):
             nv = dev.layout.size
@@ -191,7 +193,17 @@ class _Profile:
             x[self.free] = free
             return self.dev(x)
 
-        if len(self.free) and self.hess_inv is not None:
+        if len(self.free) and self.simplex:
+            # three or more correlated terms: the valid correlations are not a box, so a
+            # gradient search steps onto non-positive-definite matrices (infinite deviance);
+            # Nelder-Mead only compares values
+            res = optimize.minimize(inner, self.start, method="Nelder-Mead", bounds=self.bounds,
+                                    options={"xatol": 1e-9, "fatol": 1e-10, "adaptive": True,
+                                             "maxfev": 20000})
+            d = float(res.fun)
+            if np.isfinite(d):
+                self.start = res.x
+        elif len(self.free) and self.hess_inv is not None:
             res = optimize.minimize(inner, self.start, method="BFGS",
                                     options={"hess_inv0": self.hess_inv, "gtol": 1e-5,
                                              "xrtol": 1e-9})
@@ -274,16 +286,25 @@ def _profile(fit: FrequentistFit, level: float) -> pd.DataFrame:
     # logistic fits: the deviance's curvature at the optimum starts every inner quasi-Newton
     # search (the Laplace deviance is costly; this cuts the evaluations several-fold)
     hess = None if isinstance(dev, GaussianDeviance) else hessian(dev, xhat, 1e-4)
+    simplex = any(q > 2 and cor for _, q, cor in layout.blocks)
+    if hess is not None and not np.isfinite(hess).all():
+        raise SpecError(
+            "The Laplace deviance has no finite curvature at this fit's estimates: the fit is "
+            "singular (a correlation matrix on its boundary), where profiles are unreliable "
+            "(lme4's profile usually fails too). Use method='boot' or 'Wald', or simplify the "
+            "random part."
+        )
     table = _rows(fit, layout)
     z = stats.norm.ppf(0.5 + level / 2)
 
     def end(task: tuple[int, float]) -> float:
         k, target = task
         bound = bounds[k][0] if target < 0 else bounds[k][1]
-        return _end(_Profile(dev, xhat, bounds, k, hess), xhat[k], step[k], target, bound)
+        return _end(_Profile(dev, xhat, bounds, k, hess, simplex), xhat[k], step[k], target,
+                    bound)
 
     tasks = [(k, t) for k in range(len(xhat)) for t in (-z, z)]
-    if hess is None:  # Gaussian: fast enough in one thread
+    if isinstance(dev, GaussianDeviance):  # fast enough in one thread
         ends = [end(t) for t in tasks]
     else:  # logistic: the Laplace deviance (Rust) runs without the GIL, one end per thread
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -21,7 +21,7 @@ from scipy import stats
 
 from multilevel.design import Design
 from multilevel.frequentist.criteria import LikelihoodCriteria
-from multilevel.frequentist.intervals import confint_table
+from multilevel.frequentist.intervals import check_level, confint_table
 from multilevel.frequentist.predict import predict_values
 from multilevel.spec.model import ModelSpec
 
@@ -152,7 +152,7 @@ class FrequentistFit(LikelihoodCriteria):
         >>> ci.loc[ci["stat"] == "sd", ["lower", "upper"]].round(2).values.tolist()
         [[14.38, 37.72], [3.8, 8.75], [22.9, 28.86]]
         """
-        key = (method, float(level), n_boot if method == "boot" else None, seed)
+        key = (method, check_level(level), n_boot if method == "boot" else None, seed)
         if key not in self._intervals or method == "boot" and seed is None:
             self._intervals[key] = confint_table(self, method, level, n_boot=n_boot, seed=seed,
                                                  progress=progress)

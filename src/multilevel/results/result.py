@@ -87,7 +87,7 @@ class FitResult(FitRecord):
         None, with a warning saying why, when they cannot be computed for this model."""
         try:
             return self.frequentist.confint(interval, level=prob)
-        except (SpecError, RuntimeError, np.linalg.LinAlgError) as err:
+        except (SpecError, RuntimeError, ValueError, np.linalg.LinAlgError) as err:
             warnings.warn(f"No {interval} intervals for the {self.frequentist.method} fit: {err}",
                           stacklevel=3)
             return None
@@ -100,7 +100,7 @@ class FitResult(FitRecord):
         ci = self.frequentist_intervals(interval, prob)
         if ci is None:
             return table.assign(**{lo: np.nan, hi: np.nan})
-        ci = ci[ci["stat"] != "coef"] if "group" in keys else ci[ci["stat"] == "coef"]
+        ci = ci[~ci["stat"].isin(["coef", "var"])] if "group" in keys else ci[ci["stat"] == "coef"]
         var = ci[ci["stat"] == "sd"].assign(stat="var", lower=lambda d: d["lower"] ** 2,
                                             upper=lambda d: d["upper"] ** 2)
         ci = pd.concat([ci, var], ignore_index=True)[[*keys, "lower", "upper"]]
