@@ -73,7 +73,7 @@ class FrequentistFit(LikelihoodCriteria):
     #: the Laplace deviance of ``(theta, beta)`` (``laplace() -> (devfun, theta offsets)``).
     refit: Callable[..., FrequentistFit] | None = field(default=None, repr=False)
     laplace: Callable[[], tuple[Any, list[int]]] | None = field(default=None, repr=False)
-    _intervals: dict = field(default_factory=dict, repr=False, compare=False)
+    _intervals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_params(self) -> int:
