@@ -40,6 +40,12 @@ import numpy as np
 from scipy import linalg
 
 from multilevel.design import Design
+from multilevel.engine.kernels.common import (
+    chol_inplace,
+    penalized_cross,
+    solve_lower,
+    solve_upper_t,
+)
 from multilevel.errors import SpecError
 
 __all__ = ["MAX_DENSE", "GaussianDeviance", "VarLayout", "block_factors", "glmm_deviance", "hessian"]
@@ -94,7 +100,7 @@ def block_factors(layout: VarLayout, params: np.ndarray) -> list[np.ndarray] | N
                 for i in range(j + 1, q):
                     R[i, j] = R[j, i] = params[pos]
                     pos += 1
-            if not _chol(R):
+            if not chol_inplace(R, q):
                 return None
             chol = R
         out.append(sd[:, None] * chol)
@@ -214,39 +220,6 @@ def hessian(fun, x: np.ndarray, step: float) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _chol(A):
-    """Lower Cholesky factor of a small SPD matrix in place; False if not positive definite."""
-    n = A.shape[0]
-    for j in range(n):
-        d = A[j, j]
-        for k in range(j):
-            d -= A[j, k] * A[j, k]
-        if d <= 0.0:
-            return False
-        A[j, j] = np.sqrt(d)
-        for i in range(j + 1, n):
-            v = A[i, j]
-            for k in range(j):
-                v -= A[i, k] * A[j, k]
-            A[i, j] = v / A[j, j]
-        for i in range(j):
-            A[i, j] = 0.0
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _forward(L, B):
-    """Solve ``L X = B`` in place (``L`` lower triangular, ``B`` (n, m))."""
-    n = L.shape[0]
-    for c in range(B.shape[1]):
-        for i in range(n):
-            v = B[i, c]
-            for k in range(i):
-                v -= L[i, k] * B[k, c]
-            B[i, c] = v / L[i, i]
-
-
-@numba.njit(cache=True, nogil=True)
 def _block_pls(lam, ZtZ, ZtX, Zty, XtX, Xty, yty):
     """lme4's penalised least squares for one factor, level by level (see :meth:`pls`)."""
     L, q, p = ZtX.shape
@@ -257,18 +230,8 @@ def _block_pls(lam, ZtZ, ZtX, Zty, XtX, Xty, yty):
     T = np.empty((q, q))
     B = np.empty((q, p + 1))
     for lv in range(L):
-        for a in range(q):  # T = ZtZ lam, A = lam' T + I, B = lam' [ZtX, Zty]
-            for b in range(q):
-                v = 0.0
-                for c in range(q):
-                    v += ZtZ[lv, a, c] * lam[c, b]
-                T[a, b] = v
-        for a in range(q):
-            for b in range(q):
-                v = 1.0 if a == b else 0.0
-                for c in range(q):
-                    v += lam[c, a] * T[c, b]
-                A[a, b] = v
+        penalized_cross(ZtZ[lv], lam, T, A, q)  # A = I + lam' ZtZ lam
+        for a in range(q):  # B = lam' [ZtX, Zty]
             for b in range(p):
                 v = 0.0
                 for c in range(q):
@@ -278,28 +241,25 @@ def _block_pls(lam, ZtZ, ZtX, Zty, XtX, Xty, yty):
             for c in range(q):
                 v += lam[c, a] * Zty[lv, c]
             B[a, p] = v
-        if not _chol(A):
+        if not chol_inplace(A, q):
             return False, 0.0, 0.0, np.zeros(p), np.zeros((p, p))
         for i in range(q):
             ldl2 += 2.0 * np.log(A[i, i])
-        _forward(A, B)
+        for c in range(p + 1):  # B = L^-1 B, in place
+            solve_lower(A, B[:, c], B[:, c], q)
         for i in range(q):
             cu2 += B[i, p] ** 2
             for a in range(p):
                 r[a] -= B[i, a] * B[i, p]
                 for b in range(p):
                     S[a, b] -= B[i, a] * B[i, b]
-    if not _chol(S):
+    if not chol_inplace(S, p):
         return False, 0.0, 0.0, np.zeros(p), np.zeros((p, p))
-    cb = r.reshape(p, 1).copy()
-    _forward(S, cb)
-    beta = np.zeros(p)
-    for i in range(p - 1, -1, -1):  # back substitution with S' (R_X = S')
-        v = cb[i, 0]
-        for k in range(i + 1, p):
-            v -= S[k, i] * beta[k]
-        beta[i] = v / S[i, i]
-    return True, ldl2, yty - cu2 - float((cb[:, 0] ** 2).sum()), beta, S.T.copy()
+    cb = np.empty(p)
+    solve_lower(S, r, cb, p)
+    beta = np.empty(p)
+    solve_upper_t(S, cb, beta, p)  # R_X = S'
+    return True, ldl2, yty - cu2 - float((cb**2).sum()), beta, S.T.copy()
 
 
 def glmm_deviance(devfun, layout: VarLayout, offsets: list[int]):

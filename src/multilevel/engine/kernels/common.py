@@ -72,12 +72,15 @@ def prior_logp_grad(family, par, x):
 
 @numba.njit(cache=True, nogil=True)
 def chol_inplace(m, q):
-    """Lower Cholesky factor of the small SPD matrix ``m`` (overwritten)."""
+    """Lower Cholesky factor of the small SPD matrix ``m`` (overwritten); False when a pivot is
+    not positive (``m`` is then not positive definite and its factor holds NaN)."""
+    ok = True
     for j in range(q):
         s = m[j, j]
         for k in range(j):
             s -= m[j, k] * m[j, k]
-        m[j, j] = math.sqrt(s)
+        ok = ok and s > 0.0
+        m[j, j] = math.sqrt(s) if s >= 0.0 else math.nan
         for i in range(j + 1, q):
             s = m[i, j]
             for k in range(j):
@@ -85,6 +88,24 @@ def chol_inplace(m, q):
             m[i, j] = s / m[j, j]
         for i in range(j):
             m[i, j] = 0.0
+    return ok
+
+
+@numba.njit(cache=True, nogil=True)
+def penalized_cross(ztz_j, lam, ap, out, q):
+    """``out = I + Lambda' A_j Lambda`` (``ap``: a q x q work array for ``A_j Lambda``)."""
+    for a in range(q):
+        for b in range(q):
+            acc = 0.0
+            for k in range(q):
+                acc += ztz_j[a, k] * lam[k, b]
+            ap[a, b] = acc
+    for a in range(q):
+        for b in range(q):
+            acc = 1.0 if a == b else 0.0
+            for k in range(q):
+                acc += lam[k, a] * ap[k, b]
+            out[a, b] = acc
 
 
 @numba.njit(cache=True, nogil=True)

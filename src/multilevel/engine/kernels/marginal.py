@@ -66,6 +66,7 @@ from multilevel.engine.kernels.common import (
     cross_residual,
     fixed_terms,
     matvec,
+    penalized_cross,
     prior_logp_grad,
     scale_corr_terms,
     solve_lower,
@@ -107,18 +108,7 @@ def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par,
     pe = np.empty(q)
     for j in range(n_groups):
         cross_residual(j, beta, zty, ztx, c)
-        for a in range(q):
-            for b in range(q):
-                acc = 0.0
-                for k in range(q):
-                    acc += ztz[j, a, k] * pmat[k, b]
-                ap[a, b] = acc
-        for a in range(q):
-            for b in range(q):
-                acc = 1.0 if a == b else 0.0
-                for k in range(q):
-                    acc += pmat[k, a] * ap[k, b]
-                m[a, b] = acc
+        penalized_cross(ztz[j], pmat, ap, m, q)
         chol_inplace(m, q)
         for a in range(q):
             logdet += 2 * math.log(m[a, a])
