@@ -67,6 +67,11 @@ class HierarchicalFit(FitResult):
         """Design effect ``1 + (n - 1) rho`` and effective N, with posterior intervals."""
         return course.design_effect_table(self, prob)
 
+    def effective_n(self, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Effective sample size ``n (1 - phi) / (1 + phi)`` per series and in total, for
+        AR(1)/CAR(1) models (:func:`multilevel.course.serial_effective_n`)."""
+        return course.serial_effective_n(self, prob)
+
     def contextual_effects(self, x: str | None = None, *, prob: float = DEFAULT_PROB,
                            **kwargs: Any) -> pd.DataFrame:
         """Within, between and contextual (between - within) effects of ``x``."""
@@ -206,8 +211,9 @@ def fit_hierarchical(
     sampled.idata.attrs["multilevel_spec"] = spec.to_toml()
     sampled.idata.attrs["multilevel_versions"] = str(package_versions())
     freq = fit_design(design, method) if frequentist else None
-    fit = HierarchicalFit(spec, design, sampled.model, sampled.idata, priors, param, freq,
-                          (note,) if note else (), stats)
+    notes = ((note,) if note else ()) + sampled.notes
+    fit = HierarchicalFit(spec, design, sampled.model, sampled.idata, priors, param, freq, notes,
+                          stats)
     _warn_on_checks(fit)
     return fit
 

@@ -21,6 +21,7 @@ __all__ = [
     "FIXED",
     "FIXED_DIM",
     "OBS_DIM",
+    "PHI",
     "SIGMA",
     "chol_name",
     "cor_name",
@@ -38,6 +39,8 @@ FIXED = "b"
 FIXED_DIM = "fixed_term"
 OBS_DIM = "obs"
 SIGMA = "sigma"
+#: Residual autocorrelation of an ``ar1``/``car1`` model (nlme's ``Phi``).
+PHI = "phi"
 RESPONSE = "y"
 LINPRED = "eta"
 

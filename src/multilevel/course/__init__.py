@@ -7,9 +7,11 @@ here each is a function with its formula in the docstring:
 data alone                    :func:`center`, :func:`add_contextual_columns`,
                               :func:`within_between`, :func:`icc_anova`,
                               :func:`design_effect`, :func:`effective_n`,
+                              :func:`ar1_effective_n`,
                               :func:`check_level1_variance`
 a fit                         :func:`icc_methods`, :func:`design_effect_table`,
                               :func:`contextual_effects`, :func:`fixed_effect_levels`,
+                              :func:`serial_effective_n`,
                               :func:`group_effect_errors`, :func:`r2_nakagawa`
 two or more fits              :func:`r2_snijders_bosker`, :func:`variance_reduction`,
                               :func:`compare_models`
@@ -29,6 +31,7 @@ Examples
 from multilevel.course.compare import compare_models, ml_fit, psis_loo
 from multilevel.course.data import (
     add_contextual_columns,
+    ar1_effective_n,
     between_name,
     center,
     check_level1_variance,
@@ -45,11 +48,13 @@ from multilevel.course.fit import (
     fixed_effect_levels,
     group_effect_errors,
     icc_methods,
+    serial_effective_n,
 )
 from multilevel.course.r2 import r2_nakagawa, r2_snijders_bosker, variance_reduction
 
 __all__ = [
     "add_contextual_columns",
+    "ar1_effective_n",
     "between_name",
     "center",
     "check_level1_variance",
@@ -67,6 +72,7 @@ __all__ = [
     "psis_loo",
     "r2_nakagawa",
     "r2_snijders_bosker",
+    "serial_effective_n",
     "variance_reduction",
     "within_between",
     "within_name",

@@ -9,6 +9,13 @@ parameters and :math:`\sigma`), ``loglik``, ``deviance`` :math:`= -2\ell`, ``aic
 is tested against the one before: :math:`\chi^2 = 2(\ell_k - \ell_{k-1})` (0 if negative) on
 :math:`p_k - p_{k-1}` degrees of freedom (``p_value``).
 
+REML comparisons (nlme's ``anova.lme``; lme4's ``anova(..., refit = FALSE)``): models with
+the *same* fixed effects fitted by REML can be compared on their REML likelihoods, which is
+what nlme does and what the course's AR(1) table shows; BIC then uses :math:`\log(N - p)` as
+nlme. ``refit=None`` (default) does this when a model has correlated residuals (``ar1()``,
+``car1()``: nlme's models) and all are REML fits with the same fixed effects; otherwise models
+are refitted by ML as lme4 does. ``refit=True`` / ``False`` force either.
+
 Variance on the boundary: when the larger model adds exactly one varying term (one variance,
 with its ``df - 1`` covariances) and the same fixed effects, :math:`H_0` puts a variance at 0,
 the edge of its range, and the reference distribution is the 50:50 mixture of
@@ -91,6 +98,23 @@ def ml_fit(fit, data: pd.DataFrame | None = None):
     return fit_frequentist(spec, data, method=method)
 
 
+def _reml_comparable(fits: list, refit: bool | None) -> bool:
+    """Whether to compare the REML fits themselves (module docstring)."""
+    if refit:
+        return False
+    freqs = [getattr(f, "frequentist", f) for f in fits]
+    same = (all(fr is not None and fr.method == "REML" for fr in freqs)
+            and len({tuple(fr.beta.index) for fr in freqs}) == 1
+            and all(fr.spec.se is None for fr in freqs))
+    if refit is False and not same:
+        raise DataError(
+            "refit=False compares REML likelihoods, which is only valid for REML fits with the "
+            "same fixed effects: refit by ML (refit=True) to compare different fixed effects."
+        )
+    nlme_models = any(f.spec.correlation is not None for f in fits)
+    return same and (refit is False or nlme_models)
+
+
 def _variance_terms(spec) -> int:
     return sum(len(g.terms) for g in spec.groups)
 
@@ -155,6 +179,7 @@ def compare_models(
     names: Sequence[str] | None = None,
     loo: bool = True,
     data: pd.DataFrame | None = None,
+    refit: bool | None = None,
 ) -> pd.DataFrame:
     """One table comparing nested or non-nested models of the same data (module docstring).
 
@@ -169,6 +194,9 @@ def compare_models(
         against the model with the highest elpd).
     data : DataFrame, optional
         Only for REML FrequentistFits, which must be refitted by ML.
+    refit : bool, optional
+        Refit REML fits by ML (True, lme4's ``anova()``), compare the REML fits themselves
+        (False; same fixed effects only), or (None) the nlme rule of the module docstring.
 
     Returns
     -------
@@ -182,7 +210,8 @@ def compare_models(
     names = list(names) if names is not None else [f.spec.to_formula() for f in fits]
     if len(names) != len(fits) or len(set(names)) != len(names):
         raise ValueError("names must give one distinct label per fit.")
-    mls = [ml_fit(f, data) for f in fits]
+    reml = _reml_comparable(fits, refit)
+    mls = [getattr(f, "frequentist", f) if reml else ml_fit(f, data) for f in fits]
     nobs = {m.nobs for m in mls}
     if len(nobs) != 1:
         raise DataError(f"The models were fitted to different numbers of rows {sorted(nobs)}: "
@@ -193,7 +222,9 @@ def compare_models(
     table = pd.DataFrame({
         "model": names, "n_params": [m.n_params for m in mls],
         "loglik": [m.loglik for m in mls], "deviance": [m.deviance for m in mls],
-        "aic": [m.aic for m in mls], "bic": [m.bic for m in mls],
+        "aic": [m.aic for m in mls],
+        "bic": [m.deviance + math.log(m.nobs - len(m.beta)) * m.n_params if reml else m.bic
+                for m in mls],
         "method": [m.method for m in mls],
     })
     order = np.argsort(table["n_params"].to_numpy(), kind="stable")

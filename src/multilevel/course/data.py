@@ -225,6 +225,26 @@ def effective_n(icc, n, n_total: float | None = None):
     return float(n_total) / design_effect(icc, n)
 
 
+def ar1_effective_n(rho, n):
+    r"""Effective sample size of ``n`` equally spaced AR(1) measurements,
+    :math:`n (1 - \rho) / (1 + \rho)`.
+
+    With :math:`e_t = \rho e_{t-1} + \nu_t` the mean of ``n`` measurements has, for large
+    ``n``, :math:`\operatorname{Var}(\bar Y) = \sigma^2/n \cdot (1 + \rho)/(1 - \rho)`: the
+    variance of the mean of :math:`n (1 - \rho)/(1 + \rho)` independent ones. A negative
+    :math:`\rho` gives more than ``n``.
+
+    Examples
+    --------
+    >>> float(ar1_effective_n(0.5, 12))
+    4.0
+    """
+    rho = np.asarray(rho, dtype=float)
+    if np.any(np.abs(rho) >= 1):
+        raise DataError(f"rho must lie in (-1, 1), got {rho}.")
+    return np.asarray(n, dtype=float) * (1 - rho) / (1 + rho)
+
+
 def check_level1_variance(design, df: pd.DataFrame | None = None, rtol: float = 1e-10) -> None:
     """Raise :class:`DataError` when a Gaussian model's residual variance is zero.
 

@@ -31,6 +31,7 @@ from scipy import stats
 
 from multilevel import naming
 from multilevel.course.data import (
+    ar1_effective_n,
     between_name,
     contextual_variables,
     design_effect,
@@ -43,6 +44,7 @@ from multilevel.results.core import DEFAULT_PROB, describe, draws_of
 from multilevel.results.tables import icc_draws
 
 __all__ = [
+    "serial_effective_n",
     "contextual_effects",
     "design_effect_table",
     "fixed_effect_levels",
@@ -291,3 +293,34 @@ def group_effect_errors(fit, group: str | None = None) -> pd.DataFrame:
         raise KeyError(f"No grouping factor {group!r}; the model has "
                        f"{[g.factor for g in d.groups]}.")
     return pd.concat(frames, ignore_index=True)
+
+
+def serial_effective_n(fit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+    r"""Effective sample size of every series of an AR(1)/CAR(1) model, and in total.
+
+    The course's formula (:func:`~multilevel.course.ar1_effective_n`): a series of :math:`n`
+    measurements with autocorrelation :math:`\rho` carries about as much information on its
+    mean as :math:`n (1 - \rho)/(1 + \rho)` independent ones, because :math:`\operatorname{Var}
+    (\bar Y) = \sigma^2/n \cdot (1+\rho)/(1-\rho)`. ``rho`` is the model's ``phi`` per posterior
+    draw (and the REML/ML estimate); the formula assumes unit time steps.
+
+    Columns: series (the level, and ``'total'``), n, the posterior summary of the effective n,
+    and the frequentist value.
+    """
+    ser = fit.design.serial
+    if ser is None:
+        raise SpecError(
+            "effective_n() needs a model with correlated residuals, such as '+ ar1(time | "
+            "subject)'; for clustering use fit.design_effect()."
+        )
+    phi = draws_of(fit.posterior, naming.PHI)
+    freq = getattr(fit.frequentist, "phi", None)
+    sizes = ser.series_sizes()
+    labels = list(ser.series_levels) + ["total"]
+    rows = []
+    for label, n in zip(labels, [*sizes, sizes.sum()], strict=True):
+        row = {"series": label, "n": int(n), **describe(ar1_effective_n(phi, n), prob)}
+        if freq is not None:
+            row[fit.method] = float(ar1_effective_n(freq, n))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -7,7 +7,7 @@ Examples
 --------
 >>> from multilevel import datasets
 >>> datasets.names()
-['cbpp', 'contraception', 'course_example', 'eight_schools', 'hsb82', 'radon', 'sleepstudy']
+['blackmore', 'cbpp', 'contraception', 'course_example', 'eight_schools', 'hsb82', 'radon', 'sleepstudy']
 >>> df = datasets.load("hsb82")
 >>> df.shape, list(df["sector"].cat.categories)
 ((7185, 8), ['Public', 'Catholic'])
@@ -26,6 +26,7 @@ from multilevel.errors import DataError
 __all__ = ["load", "names"]
 
 _FILES = {
+    "blackmore": "blackmore.csv",
     "cbpp": "cbpp.csv",
     "contraception": "Contraception.csv",
     "course_example": "course_example.csv",

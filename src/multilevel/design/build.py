@@ -35,9 +35,11 @@ from multilevel.design.checks import (
 )
 from multilevel.design.frame import add_contextual_columns, group_index, order_levels
 from multilevel.design.matrices import model_matrix, response_arrays
+from multilevel.design.serial import serial_design
 from multilevel.design.types import Design, GroupDesign
 from multilevel.errors import DataError, SpecError
 from multilevel.spec.model import ModelSpec
+from multilevel.spec.terms import GroupTerm
 
 __all__ = ["EXACT_FIT_CHECK_ROWS", "build_design", "collapse_binomial"]
 
@@ -102,6 +104,8 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     frame, dropped = handle_missing(frame, missing, spec)
     frame = frame.reset_index(drop=True)
     factor_cols = {c for g in spec.groups for c in g.columns}
+    if spec.correlation is not None:
+        factor_cols |= set(spec.correlation.columns)
     skip = {spec.response, spec.trials, spec.failures, spec.se} | factor_cols
     frame = order_levels(frame, spec, skip - {None})
     check_transforms(frame, spec)
@@ -122,8 +126,12 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
         spec.family == "gaussian" and spec.se is None
     )
     check_fixed(X, names, n_params)
+    serial = None
+    if spec.correlation is not None:
+        series = group_index(frame, GroupTerm(spec.correlation.group), spec.level_order)
+        serial = serial_design(spec, frame, series, (groups[0].index, groups[0].levels))
     design = Design(
-        spec, y, X, names, tuple(groups), frame, trials, dropped, known_se(frame, spec)
+        spec, y, X, names, tuple(groups), frame, trials, dropped, known_se(frame, spec), serial
     )
     for group, term, terms in zip(groups, spec.groups, z_terms, strict=True):
         warn_slopes(group, term, terms)

@@ -76,6 +76,8 @@ def used_columns(spec: ModelSpec) -> list[str]:
         for term in g.slopes:
             cols += sorted(_term_columns(term))
         cols += list(g.columns)
+    if spec.correlation is not None:
+        cols += [spec.correlation.time, *spec.correlation.columns]
     return list(dict.fromkeys(cols))
 
 def predictor_inputs(spec: ModelSpec) -> set[str]:
@@ -157,6 +159,8 @@ def _role(col: str, spec: ModelSpec) -> str:
         return "Response"
     if any(col in g.columns for g in spec.groups):
         return "Grouping factor"
+    if spec.correlation is not None and col == spec.correlation.time:
+        return f"Time column of {spec.correlation.to_formula()}"
     return "Column"
 
 

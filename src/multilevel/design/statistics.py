@@ -35,6 +35,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.special import expit
 
+from multilevel.design.serial import SerialStats, serial_stats
 from multilevel.design.types import Design, GroupDesign
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "merge_stats",
     "nested_stats",
     "nesting",
+    "solve_groups",
     "sufficient_stats",
     "typical_within_variance",
 ]
@@ -175,9 +177,12 @@ def nested_stats(design: Design) -> NestedStats:
     )
 
 
-def marginal_statistics(design: Design) -> SufficientStats | NestedStats:
-    """The statistics of the marginal likelihood: :class:`NestedStats` for two nested factors,
-    else :class:`SufficientStats` of the one factor."""
+def marginal_statistics(design: Design) -> SufficientStats | NestedStats | SerialStats:
+    """The statistics of the marginal likelihood: :class:`~multilevel.design.serial.SerialStats`
+    with AR(1)/CAR(1) residuals, :class:`NestedStats` for two nested factors, else
+    :class:`SufficientStats` of the one factor."""
+    if design.serial is not None:
+        return serial_stats(design)
     return sufficient_stats(design) if nesting(design) is None else nested_stats(design)
 
 
@@ -185,7 +190,8 @@ def _group_sums(Z: np.ndarray, idx: np.ndarray, w: np.ndarray, r: np.ndarray, n_
     return group_cross(idx, n_groups, Z * w[:, None], Z), group_cross(idx, n_groups, Z, r[:, None])[:, :, 0]
 
 
-def _solve(ztz: np.ndarray, ztr: np.ndarray) -> np.ndarray:
+def solve_groups(ztz: np.ndarray, ztr: np.ndarray) -> np.ndarray:
+    """Per group ``ztz[j]^-1 ztr[j]``; NaN where ``ztz[j]`` is singular (condition >= 1e10)."""
     out = np.full(ztr.shape, np.nan)
     cond = np.linalg.cond(ztz)
     ok = np.isfinite(cond) & (cond < 1e10)
@@ -197,7 +203,7 @@ def _solve(ztz: np.ndarray, ztr: np.ndarray) -> np.ndarray:
 def group_ols(Z: np.ndarray, idx: np.ndarray, r: np.ndarray, n_groups: int) -> np.ndarray:
     """Per-group least squares of ``r`` on ``Z``: ``(n_groups, q)``, NaN where singular."""
     ztz, ztr = _group_sums(Z, idx, np.ones(len(r)), r, n_groups)
-    return _solve(ztz, ztr)
+    return solve_groups(ztz, ztr)
 
 
 def group_logistic(
@@ -211,7 +217,7 @@ def group_logistic(
         p = expit(eta)
         w = n * p * (1 - p)
         info, score = _group_sums(Z, idx, w, y - n * p, n_groups)
-        step = _solve(info, score)
+        step = solve_groups(info, score)
         coef = coef + np.nan_to_num(step)
     coef[np.abs(coef) > 15] = np.nan
     coef[np.isnan(step).any(axis=1)] = np.nan

@@ -18,11 +18,15 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from multilevel.spec.model import ModelSpec
+
+if TYPE_CHECKING:
+    from multilevel.design.serial import SerialDesign
 
 __all__ = ["Design", "GroupDesign"]
 
@@ -68,6 +72,8 @@ class Design:
     trials: np.ndarray | None = None
     dropped_rows: int = 0
     se: np.ndarray | None = None
+    #: The series, time order and lags of a residual correlation term (None without one).
+    serial: SerialDesign | None = None
 
     @property
     def n_obs(self) -> int:

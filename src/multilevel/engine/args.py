@@ -46,6 +46,7 @@ __all__ = [
     "NestedArgs",
     "NoncenteredArgs",
     "PriorCodes",
+    "SerialArgs",
     "arg",
     "encode_prior",
     "encode_priors",
@@ -159,6 +160,36 @@ class NestedArgs(KernelArgs):
 
 
 @dataclass(frozen=True, eq=False)
+class SerialArgs(KernelArgs):
+    """:func:`multilevel.engine.kernels.serial.serial_logp_grad`: one factor's AR(1)/CAR(1)
+    statistics (:class:`multilevel.design.serial.SerialStats`), the priors, the LKJ ``eta``,
+    whether the factor is correlated, and ``phi``'s range and prior (family code and
+    parameters)."""
+
+    shift: np.ndarray = arg("f1")
+    s0: np.ndarray = arg("f3")
+    cell_group: np.ndarray = arg("i1")
+    cell_lag: np.ndarray = arg("f1")
+    cell_count: np.ndarray = arg("f1")
+    cell_d: np.ndarray = arg("f3")
+    cell_c: np.ndarray = arg("f3")
+    q: int = arg("i")
+    n_total: float = arg("f")
+    b_fam: np.ndarray = arg("i1")
+    b_par: np.ndarray = arg("f2")
+    sd_fam: np.ndarray = arg("i1")
+    sd_par: np.ndarray = arg("f2")
+    sig_fam: int = arg("i")
+    sig_par: np.ndarray = arg("f1")
+    eta: float = arg("f")
+    correlated: bool = arg("b")
+    phi_lo: float = arg("f")
+    phi_hi: float = arg("f")
+    phi_fam: int = arg("i")
+    phi_par: np.ndarray = arg("f1")
+
+
+@dataclass(frozen=True, eq=False)
 class NoncenteredArgs(KernelArgs):
     """:func:`multilevel.engine.kernels.noncentered.nc_logp_grad`: the (collapsed) rows, every
     factor's index, terms and layout in ``theta``, the priors and the family code (0 Gaussian,
@@ -217,6 +248,8 @@ def encode_prior(prior: Prior) -> tuple[int, np.ndarray]:
     (0, [0.0, 2.0, 0.0])
     """
     params = np.zeros(3)
+    if prior.dist == "Uniform":  # phi only: flat inside the bounds the kernel maps onto
+        return FAMILY_CODES["Flat"], params
     names = FAMILY_PARAMS[prior.dist]
     defaults = {"mu": 0.0, "alpha": 0.0} if prior.dist in ("Normal", "StudentT", "Cauchy") else {}
     for k, name in enumerate(names):

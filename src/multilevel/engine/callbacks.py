@@ -22,7 +22,7 @@ Return codes follow nutpie's: ``0`` ok, ``3`` non-finite gradient, ``4`` non-fin
 Examples
 --------
 >>> sorted(RECORDS)
-['marginal', 'nested', 'noncentered']
+['marginal', 'nested', 'noncentered', 'serial']
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from multilevel.engine.args import SLOT, MarginalArgs, NestedArgs, NoncenteredArgs
+from multilevel.engine.args import SLOT, MarginalArgs, NestedArgs, NoncenteredArgs, SerialArgs
 from multilevel.engine.kernels.marginal import logp_grad
 from multilevel.engine.kernels.nested import nested_logp_grad
 from multilevel.engine.kernels.noncentered import nc_logp_grad
+from multilevel.engine.kernels.serial import serial_logp_grad
 
 __all__ = ["KERNELS", "RECORDS", "cfuncs"]
 
@@ -47,9 +48,11 @@ _S = SLOT
 _M = MarginalArgs.slots()
 _N = NestedArgs.slots()
 _C = NoncenteredArgs.slots()
+_R = SerialArgs.slots()
 _M_SIZE = MarginalArgs.header_size()
 _N_SIZE = NestedArgs.header_size()
 _C_SIZE = NoncenteredArgs.header_size()
+_R_SIZE = SerialArgs.header_size()
 
 
 @intrinsic
@@ -213,6 +216,42 @@ def _nested_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs com
     return _finish(lp, grad, out, logp_, dim)
 
 
+def _serial_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_R_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        shift = _f1(h, _R.shift)
+        s0 = _f3(h, _R.s0)
+        cell_group = _i1(h, _R.cell_group)
+        cell_lag = _f1(h, _R.cell_lag)
+        cell_count = _f1(h, _R.cell_count)
+        cell_d = _f3(h, _R.cell_d)
+        cell_c = _f3(h, _R.cell_c)
+        q = _int(h, _R.q)
+        n_total = _flt(h, _R.n_total)
+        b_fam = _i1(h, _R.b_fam)
+        b_par = _f2(h, _R.b_par)
+        sd_fam = _i1(h, _R.sd_fam)
+        sd_par = _f2(h, _R.sd_par)
+        sig_fam = _int(h, _R.sig_fam)
+        sig_par = _f1(h, _R.sig_par)
+        eta = _flt(h, _R.eta)
+        correlated = _bool(h, _R.correlated)
+        phi_lo = _flt(h, _R.phi_lo)
+        phi_hi = _flt(h, _R.phi_hi)
+        phi_fam = _int(h, _R.phi_fam)
+        phi_par = _f1(h, _R.phi_par)
+        lp, grad = serial_logp_grad(
+            x, shift, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, q, n_total, b_fam,
+            b_par, sd_fam, sd_par, sig_fam, sig_par, eta, correlated, phi_lo, phi_hi, phi_fam,
+            phi_par,
+        )
+    except Exception:  # noqa: BLE001
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
 def _identity_raw(dim, n_expanded, x_, out_, user_data):  # pragma: no cover - runs compiled
     x = numba.carray(x_, (dim,))
     out = numba.carray(out_, (n_expanded,))
@@ -225,9 +264,12 @@ _LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPoint
                         types.CPointer(types.double), types.voidptr)
 _EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
                           types.CPointer(types.double), types.voidptr)
-_RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw}
-RECORDS = {"marginal": MarginalArgs, "noncentered": NoncenteredArgs, "nested": NestedArgs}
-KERNELS = {"marginal": logp_grad, "noncentered": nc_logp_grad, "nested": nested_logp_grad}
+_RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw,
+        "serial": _serial_raw}
+RECORDS = {"marginal": MarginalArgs, "noncentered": NoncenteredArgs, "nested": NestedArgs,
+           "serial": SerialArgs}
+KERNELS = {"marginal": logp_grad, "noncentered": nc_logp_grad, "nested": nested_logp_grad,
+           "serial": serial_logp_grad}
 
 
 @functools.cache

@@ -46,6 +46,12 @@ def marginal_supported(design: Design) -> tuple[bool, str | None]:
 
 def choose_parameterization(design: Design, requested: str) -> tuple[str, str | None]:
     """Resolve ``'auto'``; returns the parameterization and a note explaining a fallback."""
+    if design.serial is not None and requested not in ("auto", "marginal"):
+        raise SpecError(
+            f"parameterization={requested!r} is not available with "
+            f"{design.spec.correlation.to_formula()}: correlated residuals are sampled with the "
+            "group effects integrated out; use parameterization='marginal' (or 'auto')."
+        )
     ok, why = marginal_supported(design)
     if requested == "auto":
         return ("marginal", None) if ok else ("noncentered", why)

@@ -66,22 +66,28 @@ class MarginalProblem:
     factors: tuple[Factor, ...]
 
     @property
-    def ndim(self) -> int:
-        """Number of unconstrained parameters."""
+    def n_marginal(self) -> int:
+        """Number of unconstrained parameters of the marginal model (beta, sds, correlations,
+        sigma)."""
         last = self.factors[-1]
         return last.kx + last.n_cor + 1
+
+    @property
+    def ndim(self) -> int:
+        """Number of unconstrained parameters."""
+        return self.n_marginal
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and gradient at ``theta``."""
         kernel = logp_grad if self.kernel == "marginal" else nested_logp_grad
         return kernel(np.asarray(theta, dtype=float), *self.args.values())
 
-    def initial_point(self, rng: np.random.Generator) -> np.ndarray:
-        """OLS fixed effects, sds at half the residual sd, jittered."""
+    def start_point(self) -> np.ndarray:
+        """OLS fixed effects, sds at half the residual sd, no correlation."""
         d = self.design
         coef, *_ = np.linalg.lstsq(d.X, d.y, rcond=None)
         shift = self.args.shift
-        theta = np.zeros(self.ndim)
+        theta = np.zeros(self.n_marginal)
         theta[:self.p] = coef
         if shift.shape[0] == self.p:
             theta[0] = coef[0] + shift @ coef
@@ -91,8 +97,13 @@ class MarginalProblem:
             z_sd[z_sd == 0] = 1.0
             theta[f.ks:f.kx] = np.log(0.5 * resid_sd / z_sd)
         theta[-1] = np.log(resid_sd)
+        return theta
+
+    def initial_point(self, rng: np.random.Generator) -> np.ndarray:
+        """:meth:`start_point`, jittered."""
+        theta = self.start_point()
         return theta + rng.uniform(-0.5, 0.5, size=theta.shape) * np.r_[
-            np.full(self.p, 0.1), np.ones(self.ndim - self.p)
+            np.full(self.p, 0.1), np.ones(self.n_marginal - self.p)
         ]
 
     def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:

@@ -35,7 +35,12 @@ def sampler_kwargs(settings: SamplerSettings, *, progressbar: bool = True) -> di
     }
 
 
-def sample_model(model: pm.Model, settings: SamplerSettings, *, progressbar: bool = True):
-    """Sample ``model`` with NUTS; returns ArviZ data (an ``xarray.DataTree``)."""
+def sample_model(model: pm.Model, settings: SamplerSettings, *, progressbar: bool = True,
+                 initvals: dict[str, Any] | None = None):
+    """Sample ``model`` with NUTS from PyMC's initial point (or ``initvals`` for some of the
+    variables); returns ArviZ data (an ``xarray.DataTree``)."""
+    kwargs = sampler_kwargs(settings, progressbar=progressbar)
+    if initvals:
+        kwargs["initvals"] = initvals
     with model:
-        return pm.sample(**sampler_kwargs(settings, progressbar=progressbar))
+        return pm.sample(**kwargs)

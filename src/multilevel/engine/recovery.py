@@ -1,7 +1,8 @@
 """Exact draws of the group effects after a marginal fit.
 
 Given each posterior draw of the hyperparameters, the group effects of a marginal Gaussian
-model are conditionally normal (:mod:`multilevel.model.marginal`): ``v_j | y ~ N(M_j^-1 w_j /
+model are conditionally normal (with AR(1)/CAR(1) residuals, from the ``R(phi)^-1``-weighted
+statistics of that draw's ``phi``) (:mod:`multilevel.model.marginal`): ``v_j | y ~ N(M_j^-1 w_j /
 sigma^2, M_j^-1)`` and ``u_j = Lambda v_j`` for one factor, and a two-stage draw (outer, then
 cells given outer) for two nested ones (:mod:`multilevel.engine.kernels.nested`). The draws are
 added to the posterior as ``u_<g>``, so every table and plot sees the same variables as after a
@@ -23,15 +24,17 @@ import xarray as xr
 
 from multilevel import naming
 from multilevel.design import Design, GroupDesign
+from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics, nesting
 from multilevel.engine.kernels.marginal import recover_draws
 from multilevel.engine.kernels.nested import nested_recover_draws
+from multilevel.engine.kernels.serial import serial_recover_draws
 
 __all__ = ["lambda_draws", "recover_group_effects"]
 
 
 def recover_group_effects(idata, design: Design, seed: int | None = None, *,
-                          stats: SufficientStats | NestedStats | None = None):
+                          stats: SufficientStats | NestedStats | SerialStats | None = None):
     """Add exact draws of the group effects ``u`` to the posterior (module docstring);
     ``stats`` are the design's statistics when already computed."""
     stats = marginal_statistics(design) if stats is None else stats
@@ -44,7 +47,12 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
     sigma = post[naming.SIGMA].transpose("chain", "draw").to_numpy().ravel()
     lam = lambda_draws(post, g)
     eps = np.random.default_rng(seed).standard_normal((n_chain * n_draw, g.n_levels, g.n_terms))
-    u = recover_draws(np.ascontiguousarray(b), lam, sigma, stats.ztz, stats.ztx, stats.zty, eps)
+    if isinstance(stats, SerialStats):  # the statistics depend on each draw's phi
+        phi = post[naming.PHI].transpose("chain", "draw").to_numpy().ravel()
+        u = serial_recover_draws(np.ascontiguousarray(b), lam, sigma, phi, *stats.kernel_args(),
+                                 stats.q, eps)
+    else:
+        u = recover_draws(np.ascontiguousarray(b), lam, sigma, stats.ztz, stats.ztx, stats.zty, eps)
     u = u.reshape(n_chain, n_draw, g.n_levels, g.n_terms)
     dims = ("chain", "draw", naming.level_dim(g.factor), naming.term_dim(g.factor))
     coords = {

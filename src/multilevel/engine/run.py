@@ -26,7 +26,9 @@ from typing import Any
 
 import pymc as pm
 
+from multilevel import naming
 from multilevel.design import Design, collapse_binomial
+from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics
 from multilevel.engine.choice import compiled_noncentered
 from multilevel.engine.marginal import marginal_problem
@@ -34,6 +36,7 @@ from multilevel.engine.noncentered import nc_problem
 from multilevel.engine.nutpie import run_nutpie
 from multilevel.engine.pymc import sample_model
 from multilevel.engine.recovery import recover_group_effects
+from multilevel.engine.serial import serial_mode_note, serial_problem
 from multilevel.model import ResolvedPriors, build_model
 from multilevel.spec.terms import SamplerSettings
 
@@ -46,6 +49,7 @@ class Sampled:
 
     idata: Any
     model: pm.Model
+    notes: tuple[str, ...] = ()
 
 
 def sample_posterior(
@@ -54,7 +58,7 @@ def sample_posterior(
     settings: SamplerSettings,
     parameterization: str,
     *,
-    stats: SufficientStats | NestedStats | None = None,
+    stats: SufficientStats | NestedStats | SerialStats | None = None,
     progressbar: bool = True,
 ) -> Sampled:
     """NUTS over ``design`` in ``parameterization`` (see
@@ -65,14 +69,23 @@ def sample_posterior(
     model = build_model(collapse_binomial(design), parameterization=parameterization, priors=priors,
                         stats=stats)
     nutpie = settings.sampler == "nutpie"
+    notes: tuple[str, ...] = ()
     if parameterization == "marginal":
-        if nutpie:
-            idata = run_nutpie(marginal_problem(design, priors, stats), settings, progressbar=progressbar)
+        if isinstance(stats, SerialStats):  # phi can have two modes: start at the highest
+            problem = serial_problem(design, priors, stats)
+            notes = tuple(n for n in (serial_mode_note(problem),) if n)
         else:
-            idata = sample_model(model, settings, progressbar=progressbar)
+            problem = marginal_problem(design, priors, stats)
+        if nutpie:
+            idata = run_nutpie(problem, settings, progressbar=progressbar)
+        else:
+            start = None
+            if isinstance(stats, SerialStats):
+                start = {naming.PHI: float(problem.phi(problem.modes[0][1]))}
+            idata = sample_model(model, settings, progressbar=progressbar, initvals=start)
         idata = recover_group_effects(idata, design, settings.seed, stats=stats)
     elif parameterization == "noncentered" and nutpie and compiled_noncentered(design):
         idata = run_nutpie(nc_problem(design, priors), settings, progressbar=progressbar)
     else:
         idata = sample_model(model, settings, progressbar=progressbar)
-    return Sampled(idata, model)
+    return Sampled(idata, model, notes)

@@ -72,7 +72,7 @@ class VarLayout:
         return len(self.names)
 
     @classmethod
-    def of(cls, design: Design, sigma: bool) -> VarLayout:
+    def of(cls, design: Design, sigma: bool, phi: bool = False) -> VarLayout:
         blocks, names, start = [], [], 0
         for g in design.groups:
             q, cor = g.n_terms, g.correlated and g.n_terms > 1
@@ -82,6 +82,8 @@ class VarLayout:
                 names += [(g.factor, f"{g.term_names[j]},{g.term_names[i]}", "cor")
                           for j in range(q) for i in range(j + 1, q)]
             start += q + (q * (q - 1) // 2 if cor else 0)
+        if phi:  # AR(1)/CAR(1): phi just before sigma, which stays last
+            names.append(("Residual", "", "phi"))
         if sigma:
             names.append(("Residual", "", "sd"))
         return cls(tuple(blocks), tuple(names), sigma)

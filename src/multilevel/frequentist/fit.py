@@ -26,6 +26,7 @@ from multilevel.design import Design, build_design
 from multilevel.frequentist.meta import MetaAnalysisFit, check_meta_spec, fit_meta
 from multilevel.frequentist.mixed import check_method, fit_mixed
 from multilevel.frequentist.result import FrequentistFit
+from multilevel.frequentist.serial import fit_serial
 from multilevel.spec.io import as_spec
 from multilevel.spec.model import ModelSpec
 
@@ -46,6 +47,9 @@ def fit_design(design: Design, method: str | None = None, n_agq: int = 1) -> Fre
     if design.spec.se is not None:  # known standard errors: REML random-effects meta-analysis
         check_frequentist(design.spec, method)
         return fit_meta(design)
+    if design.serial is not None:  # AR(1)/CAR(1) residuals: nlme's criterion, not mixedlm
+        check_frequentist(design.spec, method, n_agq)
+        return fit_serial(design, method, n_agq)
     return fit_mixed(design, method, n_agq)
 
 

@@ -45,6 +45,7 @@ from scipy.special import expit
 from multilevel.design import Design
 from multilevel.errors import SpecError
 from multilevel.frequentist.deviance import GaussianDeviance, VarLayout, glmm_deviance, hessian
+from multilevel.frequentist.serial_deviance import SerialGaussianDeviance
 
 __all__ = ["CONFINT_METHODS", "check_level", "confint_table"]
 
@@ -60,6 +61,8 @@ class FrequentistFit(Protocol):
     sigma: float | None
     method: str
     n_agq: int
+    phi: float | None
+    correlation: str | None
     refit: Callable[..., Any] | None
     laplace: Callable[[], tuple[Any, list[int]]] | None
 
@@ -88,7 +91,7 @@ def _rows(fit: FrequentistFit, layout: VarLayout) -> pd.DataFrame:
 
 
 def _layout(fit: FrequentistFit) -> VarLayout:
-    return VarLayout.of(fit.design, sigma=fit.sigma is not None)
+    return VarLayout.of(fit.design, sigma=fit.sigma is not None, phi=fit.phi is not None)
 
 
 # ---------------------------------------------------------------- Wald
@@ -115,7 +118,7 @@ def _deviance(fit: FrequentistFit):
     layout = _layout(fit)
     if fit.sigma is not None:
         ref = fit if fit.method == "ML" else _refit(fit)(design, "ML")  # lme4's refitML
-        dev = GaussianDeviance(design)
+        dev = GaussianDeviance(design) if fit.phi is None else SerialGaussianDeviance(design)
     else:
         ref = fit
         if fit.laplace is None:
@@ -127,15 +130,18 @@ def _deviance(fit: FrequentistFit):
     x[cor] = np.nan_to_num(x[cor])  # a correlation with an sd of 0 is not identified: start at 0
     x[cor] = np.clip(x[cor], -1 + 1e3 * _EDGE, 1 - 1e3 * _EDGE)  # a singular fit's +/-1
     se = np.sqrt(np.diag(ref.cov_fixed.to_numpy(float)))
-    var_step = [0.3 if stat == "cor" else 0.25 * max(v, 1e-3 * np.abs(x).max())
+    var_step = [0.3 if stat in ("cor", "phi") else 0.25 * max(v, 1e-3 * np.abs(x).max())
                 for (_, _, stat), v in zip(layout.names, x, strict=False)]
     return dev, x, np.r_[var_step, 1.9 * se], layout  # a fixed effect: near the Wald end
 
 
-def _bounds(layout: VarLayout, n_beta: int) -> list[tuple[float | None, float | None]]:
+def _bounds(layout: VarLayout, n_beta: int,
+            kind: str | None = None) -> list[tuple[float | None, float | None]]:
     out: list[tuple[float | None, float | None]] = []
     for group, _, stat in layout.names:
-        if stat == "cor":
+        if stat == "phi":  # ar1: -1 < phi < 1; car1: 0 <= phi < 1
+            out.append((-1 + _EDGE if kind == "ar1" else 0.0, 1 - _EDGE))
+        elif stat == "cor":
             out.append((-1 + _EDGE, 1 - _EDGE))
         elif group == "Residual":
             out.append((1e-12, None))
@@ -282,7 +288,7 @@ def _end(zeta: _Profile, xhat: float, step: float, target: float, bound: float |
 
 def _profile(fit: FrequentistFit, level: float) -> pd.DataFrame:
     dev, xhat, step, layout = _deviance(fit)
-    bounds = _bounds(layout, len(fit.beta))
+    bounds = _bounds(layout, len(fit.beta), fit.correlation)
     # logistic fits: the deviance's curvature at the optimum starts every inner quasi-Newton
     # search (the Laplace deviance is costly; this cuts the evaluations several-fold)
     hess = None if isinstance(dev, GaussianDeviance) else hessian(dev, xhat, 1e-4)
@@ -310,7 +316,7 @@ def _profile(fit: FrequentistFit, level: float) -> pd.DataFrame:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             ends = list(pool.map(end, tasks))
     lower, upper = ends[0::2], ends[1::2]
-    cor = (table["stat"] == "cor").to_numpy()  # a correlation's bound is reported as -1 / 1
+    cor = table["stat"].isin(["cor", "phi"]).to_numpy()  # a bound is reported as -1 / 1
     lower = np.where(cor & (np.asarray(lower) <= -1 + 2 * _EDGE), -1.0, lower)
     upper = np.where(cor & (np.asarray(upper) >= 1 - 2 * _EDGE), 1.0, upper)
     table["lower"], table["upper"] = lower, upper
@@ -328,9 +334,22 @@ def _simulate(fit: FrequentistFit, rng: np.random.Generator) -> np.ndarray:
                                     method="eigh")
         eta = eta + np.einsum("nq,nq->n", g.Z, u[g.index])
     if fit.sigma is not None:
-        return eta + fit.sigma * rng.standard_normal(len(eta))
+        return eta + fit.sigma * _residuals(design, fit.phi, rng)
     trials = design.trials if design.trials is not None else np.ones(len(eta))
     return rng.binomial(trials.astype(np.int64), expit(eta)).astype(float)
+
+
+def _residuals(design: Design, phi: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Standard normal residuals, AR(1)/CAR(1)-correlated within each series when ``phi`` is
+    given: ``e_k = r e_i + sqrt(1 - r^2) z_k`` along each consecutive pair, ``r = phi^lag``."""
+    e = rng.standard_normal(design.n_obs)
+    if phi is None:
+        return e
+    ser = design.serial
+    r = np.sign(phi) ** ser.lag * np.abs(phi) ** ser.lag
+    for i, k, rk in zip(ser.first, ser.second, r, strict=True):  # pairs in time order
+        e[k] = rk * e[i] + np.sqrt(1.0 - rk * rk) * e[k]
+    return e
 
 
 def _refit(fit: FrequentistFit):

@@ -58,7 +58,8 @@ from multilevel.frequentist.deviance import hessian
 from multilevel.frequentist.result import FrequentistFit, GroupCovariance
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["HESSIAN_STEP", "METHODS", "SINGULAR_TOL", "check_method", "fit_mixed", "glmer_devfun"]
+__all__ = ["HESSIAN_STEP", "METHODS", "SINGULAR_TOL", "check_method", "fit_mixed", "glmer_devfun",
+           "random_variances"]
 
 METHODS = ("REML", "ML", "Laplace", "AGQ")
 HESSIAN_STEP = 1e-4
@@ -108,7 +109,7 @@ def fit_mixed(design: Design, method: str | None = None, n_agq: int = 1) -> Freq
         singular=singular,
         messages=tuple(messages),
         var_fixed=float(np.var(design.X @ beta, ddof=1)),
-        var_random=_random_variances(design, groups),
+        var_random=random_variances(design, groups),
         var_residual=scale if sigma is not None else math.pi**2 / 3.0,
         design=design,
         refit=fit_mixed,
@@ -290,7 +291,7 @@ def _ranef_table(res: Any, design: Design) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tuple[float, ...]:
+def random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tuple[float, ...]:
     """Random-effect variance per factor: ``mean_i z_i' Sigma z_i`` over the observed rows."""
     out = []
     for g in groups:

@@ -73,12 +73,24 @@ class FrequentistFit(LikelihoodCriteria):
     #: the Laplace deviance of ``(theta, beta)`` (``laplace() -> (devfun, theta offsets)``).
     refit: Callable[..., FrequentistFit] | None = field(default=None, repr=False)
     laplace: Callable[[], tuple[Any, list[int]]] | None = field(default=None, repr=False)
+    #: The residual correlation of an ``ar1``/``car1`` model (nlme's ``Phi``) and its kind.
+    phi: float | None = None
+    correlation: str | None = None
     _intervals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_params(self) -> int:
-        """Estimated parameters: beta, theta and sigma (lme4's ``df`` of ``logLik``)."""
-        return len(self.beta) + len(self.theta) + (self.sigma is not None)
+        """Estimated parameters: beta, theta, sigma and phi (lme4's and nlme's ``df`` of
+        ``logLik``)."""
+        return len(self.beta) + len(self.theta) + (self.sigma is not None) + (self.phi is not None)
+
+    @property
+    def bic_nobs(self) -> float:
+        """Observations in BIC's penalty: the rows (lme4), or for REML fits with correlated
+        residuals the rows minus the fixed effects (nlme, the reference for those models)."""
+        if self.correlation is not None and self.method == "REML":
+            return self.nobs - len(self.beta)
+        return self.nobs
 
     def fixed_effects(self) -> pd.DataFrame:
         """Estimates, standard errors, z (logistic) or t (Gaussian) statistics and p-values.
@@ -181,6 +193,8 @@ class FrequentistFit(LikelihoodCriteria):
                         rows.append((g.factor, f"{g.terms[j]},{g.terms[i]}", "cor", cor))
         if self.sigma is not None:
             rows += [("Residual", "", "var", self.sigma**2), ("Residual", "", "sd", self.sigma)]
+        if self.phi is not None:
+            rows.append(("Residual", "", "phi", self.phi))
         return pd.DataFrame(rows, columns=["group", "term", "stat", "estimate"])
 
     def ranef(self) -> pd.DataFrame:

@@ -27,6 +27,11 @@ Two nested factors (``(1 | school/class)``; :func:`nested_marginal_loglik`): per
 F_k'F_k``, ``F_k = chol(M_k)^-1 P2'C12_k'`` (``P = Lambda / sigma``; the derivation is in
 :mod:`multilevel.engine.kernels.nested`).
 
+AR(1)/CAR(1) residuals (:func:`serial_marginal_loglik`): the same likelihood with every
+cross-product weighted by ``R_j(phi)^-1``, a fixed combination of the sums of
+:class:`~multilevel.design.serial.SerialStats` (:mod:`multilevel.design.serial`), minus
+``1/2 sum_j log|R_j|``.
+
 The group effects are recovered exactly afterwards: given each posterior draw of the
 hyperparameters, ``v_j | y ~ N(M_j^{-1} w_j / sigma^2, M_j^{-1})`` and ``u_j = Lambda v_j``
 (:mod:`multilevel.engine.recovery`), so shrinkage tables and plots see the same ``u`` variable as
@@ -53,6 +58,7 @@ import pytensor.tensor as pt
 
 from multilevel import naming
 from multilevel.design import Design
+from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import (
     NestedStats,
     SufficientStats,
@@ -60,13 +66,15 @@ from multilevel.design.statistics import (
     nesting,
 )
 from multilevel.model.components import corr_chol, fixed_effects, group_sd, prior_rv
-from multilevel.model.priors import ResolvedPriors
+from multilevel.model.priors import ResolvedPriors, phi_support
 
 __all__ = [
     "build_marginal_model",
     "marginal_loglik",
     "marginal_loglik_numpy",
     "nested_marginal_loglik",
+    "phi_rv",
+    "serial_marginal_loglik",
 ]
 
 
@@ -131,17 +139,48 @@ def nested_marginal_loglik(stats: NestedStats, b, lam1, lam2, sigma):
     return -0.5 * stats.n_total * pt.log(2 * np.pi * sigma2) - 0.5 * logdet - 0.5 * quad
 
 
+def serial_marginal_loglik(stats: SerialStats, b, lam, sigma, phi):
+    """PyTensor expression of ``log p(y | b, Lambda, sigma, phi)`` with AR(1)/CAR(1)
+    residuals (module docstring)."""
+    q, p = stats.q, stats.p
+    r = pt.power(phi, stats.cell_lag)  # phi^lag (an integer lag for a negative phi)
+    den = 1 - r**2
+    cells = (r**2 / den)[:, None, None] * stats.cell_d - (r / den)[:, None, None] * stats.cell_c
+    w = pt.inc_subtensor(pt.as_tensor(stats.s0)[stats.cell_group], cells)
+    weighted = SufficientStats(
+        n=np.array([stats.n_total]), ztz=w[:, :q, :q], ztx=w[:, :q, q:q + p], zty=w[:, :q, -1],
+        xtx=w[:, q:q + p, q:q + p].sum(axis=0), xty=w[:, q:q + p, -1].sum(axis=0),
+        yty=w[:, -1, -1].sum(),
+    )
+    logdet_r = (stats.cell_count * pt.log(den)).sum()
+    return marginal_loglik(weighted, b, lam, sigma) - 0.5 * logdet_r
+
+
+def phi_rv(priors: ResolvedPriors, kind: str):
+    """``phi`` with its prior: Uniform, or Normal truncated to the model's range."""
+    prior = priors.phi
+    if prior.dist == "Uniform":
+        return pm.Uniform(naming.PHI, **prior.kwargs)
+    lo, hi = phi_support(kind)
+    return pm.TruncatedNormal(naming.PHI, mu=prior.kwargs.get("mu", 0.0),
+                              sigma=prior.kwargs["sigma"], lower=lo, upper=hi)
+
+
 def build_marginal_model(design: Design, priors: ResolvedPriors, coords: dict,
-                         stats: SufficientStats | NestedStats | None = None) -> pm.Model:
-    """PyMC model over (beta, sd, correlations, sigma) with the marginal likelihood (one
-    factor, or two nested ones); ``stats`` are the design's statistics when already computed."""
+                         stats: SufficientStats | NestedStats | SerialStats | None = None) -> pm.Model:
+    """PyMC model over (beta, sd, correlations, sigma[, phi]) with the marginal likelihood (one
+    factor, two nested ones, or one with AR(1)/CAR(1) residuals); ``stats`` are the design's
+    statistics when already computed."""
     stats = marginal_statistics(design) if stats is None else stats
     coords = {k: v for k, v in coords.items() if k != naming.OBS_DIM}
     with pm.Model(coords=coords) as model:
         b = fixed_effects(design, priors)
         lams = [_lambda(group_sd(g, priors), corr_chol(g, priors), g.n_terms) for g in design.groups]
         sigma = prior_rv(naming.SIGMA, priors.sigma)
-        if isinstance(stats, SufficientStats):
+        if isinstance(stats, SerialStats):
+            phi = phi_rv(priors, stats.kind)
+            loglik = serial_marginal_loglik(stats, b, lams[0], sigma, phi)
+        elif isinstance(stats, SufficientStats):
             loglik = marginal_loglik(stats, b, lams[0], sigma)
         else:
             outer, inner = nesting(design)

@@ -17,7 +17,12 @@ target               parameter                    default
 ``sd``, ``sd(g)``,   group-level sd of a term     HalfStudentT(nu=3, sigma=s_y / s_z)
 ``sd(term | g)``
 ``cor``, ``cor(g)``  correlations of a factor     LKJ(eta=1): uniform over correlation matrices
+``phi``              residual autocorrelation     Uniform(-1, 1) for ``ar1``, Uniform(0, 1) for
+                     (``ar1``/``car1`` models)    ``car1``: flat over the valid range
 ===================  ===========================  ==========================================
+
+A ``phi`` prior may be ``Uniform(lower, upper)`` inside that range or ``Normal(mu, sigma)``,
+truncated to it (PyMC's ``TruncatedNormal``).
 
 ``Flat()`` (improper, uniform on the real line) is allowed for fixed effects and the intercept
 only: the posterior is then proper because the fixed-effect matrix has full column rank (the
@@ -51,7 +56,7 @@ from multilevel.design import Design
 from multilevel.errors import SpecError
 from multilevel.spec.terms import DISTRIBUTIONS, Prior
 
-__all__ = ["ResolvedPriors", "resolve_priors", "valid_targets"]
+__all__ = ["ResolvedPriors", "phi_support", "resolve_priors", "valid_targets"]
 
 _POSITIVE = {"sigma", "nu", "beta", "lam", "alpha", "eta"}
 
@@ -66,6 +71,7 @@ class ResolvedPriors:
     sd: dict[str, dict[str, Prior]]
     cor: dict[str, Prior]
     source: dict[str, str]
+    phi: Prior | None = None
 
     def table(self) -> pd.DataFrame:
         """One row per parameter: target, prior, source ('default' or the override key)."""
@@ -78,6 +84,8 @@ class ResolvedPriors:
         for factor, terms in self.sd.items():
             rows += [(f"sd({t} | {factor})", str(p)) for t, p in terms.items()]
         rows += [(f"cor({factor})", str(p)) for factor, p in self.cor.items()]
+        if self.phi is not None:
+            rows.append(("phi", str(self.phi)))
         return pd.DataFrame(
             [(t, p, self.source[t]) for t, p in rows], columns=["target", "prior", "source"]
         )
@@ -97,10 +105,34 @@ def valid_targets(design: Design) -> list[str]:
             names.append(f"sd(1 | {g.factor})")
         if g.correlated and g.n_terms > 1:
             names.append(f"cor({g.factor})")
+    if design.serial is not None:
+        names.append("phi")
     return names
 
 
+def phi_support(kind: str) -> tuple[float, float]:
+    """The range of ``phi``: ``(-1, 1)`` for ``ar1``, ``(0, 1)`` for ``car1``."""
+    return (-1.0, 1.0) if kind == "ar1" else (0.0, 1.0)
+
+
+def _check_phi(prior: Prior, kind: str) -> None:
+    lo, hi = phi_support(kind)
+    ok = prior.dist in ("Uniform", "Normal")
+    if ok and prior.dist == "Uniform":
+        a, b = prior.kwargs.get("lower"), prior.kwargs.get("upper")
+        ok = a is not None and b is not None and lo <= a < b <= hi
+    elif ok:
+        ok = "sigma" in prior.kwargs and prior.kwargs["sigma"] > 0 and set(prior.kwargs) <= {"mu", "sigma"}
+    if not ok:
+        raise SpecError(
+            f"The prior for 'phi' ({kind}) must be Uniform(lower, upper) with {lo:g} <= lower < "
+            f"upper <= {hi:g}, or Normal(mu, sigma) (truncated to ({lo:g}, {hi:g})); got {prior}."
+        )
+
+
 def _check_prior(target: str, prior: Prior, *, scale: bool, lkj: bool = False) -> None:
+    if prior.dist == "Uniform":
+        raise SpecError(f"A Uniform prior is only allowed on 'phi', not on {target!r}.")
     if prior.dist not in DISTRIBUTIONS:
         raise SpecError(
             f"Unknown prior distribution {prior.dist!r} for {target!r}: choose one of "
@@ -203,4 +235,10 @@ def resolve_priors(design: Design) -> ResolvedPriors:
                 f"cor({g.factor})", [f"cor({g.factor})", "cor"], Prior("LKJ", eta=1.0),
                 scale=False, lkj=True,
             )
-    return ResolvedPriors(intercept, fixed, sigma, sd, cor, source)
+    phi = None
+    if design.serial is not None:
+        lo, hi = phi_support(design.serial.kind)
+        phi = overrides.get("phi", Prior("Uniform", lower=lo, upper=hi))
+        _check_phi(phi, design.serial.kind)
+        source["phi"] = "phi" if "phi" in overrides else "default"
+    return ResolvedPriors(intercept, fixed, sigma, sd, cor, source, phi)

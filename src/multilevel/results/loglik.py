@@ -4,7 +4,11 @@ The conditional log-likelihood given the group effects, ``log p(y_i | beta, u, s
 ``N(y_i | eta_i, sigma)`` (or ``se_i`` when standard errors are known), ``Bin(y_i | n_i,
 logit^-1 eta_i)`` with ``eta_i = x_i' beta + sum_k z_ik' u_{k, j_k(i)}``. For the marginal
 parameterization the ``u`` draws are the exact conditional draws, so this is the same quantity
-for every parameterization. It feeds PSIS-LOO (:func:`arviz.loo`) and power-scaling sensitivity
+for every parameterization. With AR(1)/CAR(1) residuals the rows of a series are not
+independent given ``u``; row ``k`` then contributes its one-step-ahead (innovation) density
+``N(e_k | r e_i, sigma^2 (1 - r^2))`` given the previous row ``i`` of its series (``r =
+phi^lag``; the first row of a series ``N(e | 0, sigma^2)``), whose sum over the rows is the
+joint conditional log-likelihood. It feeds PSIS-LOO (:func:`arviz.loo`) and power-scaling sensitivity
 (:func:`arviz.psense`).
 
 Examples
@@ -58,7 +62,20 @@ def pointwise_log_likelihood(fit: FitRecord) -> np.ndarray:
     if design.se is not None:
         return _gaussian(y, eta, design.se)
     sigma = draws_of(fit.posterior, naming.SIGMA)[..., None]
+    if design.serial is not None:
+        return _innovations(design, y - eta, sigma, draws_of(fit.posterior, naming.PHI))
     return _gaussian(y, eta, sigma)
+
+
+def _innovations(design, resid: np.ndarray, sigma: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """``(chain, draw, obs)`` one-step-ahead log densities of AR(1)/CAR(1) residuals."""
+    ser = design.serial
+    lag = ser.lag[None, None, :]
+    r = np.sign(phi)[..., None] ** lag * np.abs(phi)[..., None] ** lag
+    out = _gaussian(resid, 0.0, sigma)
+    i, k = ser.first, ser.second
+    out[..., k] = _gaussian(resid[..., k], r * resid[..., i], sigma * np.sqrt(1.0 - r**2))
+    return out
 
 
 def with_log_likelihood(fit: FitRecord):

@@ -137,7 +137,7 @@ class FitResult(FitRecord):
 
     @cached_property
     def _diagnostics(self) -> pd.DataFrame:
-        names = [naming.FIXED, naming.SIGMA]
+        names = [naming.FIXED, naming.SIGMA, naming.PHI]
         for g in self.design.groups:
             names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
         table = diagnostics_table(self.idata, names)

@@ -53,10 +53,12 @@ from arviz_stats import psense
 
 from multilevel import naming
 from multilevel.design import collapse_binomial
+from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import NestedStats, marginal_statistics, nesting
 from multilevel.engine.kernels.common import FAMILY_CODES, FAMILY_PARAMS, prior_logp_grad
 from multilevel.engine.kernels.marginal import marginal_loglik_draws
 from multilevel.engine.kernels.nested import nested_loglik_draws
+from multilevel.engine.kernels.serial import serial_loglik_draws
 from multilevel.engine.recovery import lambda_draws
 from multilevel.results.core import draws_of
 from multilevel.results.loglik import pointwise_log_likelihood
@@ -92,6 +94,8 @@ def prior_logpdf(prior: Prior, x: np.ndarray) -> np.ndarray:
     True
     """
     x = np.asarray(x, dtype=float)
+    if prior.dist == "Uniform":  # phi: inside its bounds by construction
+        return np.full(x.shape, -np.log(prior.kwargs["upper"] - prior.kwargs["lower"]))
     code = FAMILY_CODES[prior.dist]
     par = np.zeros(3)
     for k, name in enumerate(FAMILY_PARAMS[prior.dist]):
@@ -120,6 +124,8 @@ def log_prior_draws(fit: FitRecord) -> np.ndarray:
                 total += (eta - 1.0) * logdet
     if priors.sigma is not None:
         total += prior_logpdf(priors.sigma, draws_of(post, naming.SIGMA))
+    if priors.phi is not None:  # a Normal prior's truncation constant does not depend on phi
+        total += prior_logpdf(priors.phi, draws_of(post, naming.PHI))
     return total
 
 
@@ -137,8 +143,9 @@ def _labelled_draws(fit: FitRecord) -> dict[str, np.ndarray]:
             for a in range(g.n_terms):
                 for c in range(a + 1, g.n_terms):
                     out[f"{cor_name}[{g.term_names[a]},{g.term_names[c]}]"] = cor[..., a, c]
-    if naming.SIGMA in post:
-        out[naming.SIGMA] = draws_of(post, naming.SIGMA)
+    for name in (naming.SIGMA, naming.PHI):
+        if name in post:
+            out[name] = draws_of(post, name)
     return out
 
 
@@ -174,6 +181,10 @@ def _marginal_log_likelihood(fit: FitRecord) -> np.ndarray:
     post = fit.posterior
     beta = np.ascontiguousarray(draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1]))
     sigma = draws_of(post, naming.SIGMA).ravel()
+    if isinstance(stats, SerialStats):
+        return serial_loglik_draws(beta, lambda_draws(post, design.groups[0]), sigma,
+                                   draws_of(post, naming.PHI).ravel(), *stats.kernel_args(),
+                                   stats.q, stats.n_total)
     if isinstance(stats, NestedStats):
         outer, inner = (design.groups[k] for k in nesting(design))
         return nested_loglik_draws(beta, lambda_draws(post, outer), lambda_draws(post, inner), sigma,

@@ -5,7 +5,9 @@ For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's 
 
 * ``no_pooling``: the group's own estimate. The other fixed effects and the other factors'
   group effects are held at their posterior means as an offset, and the group's varying terms
-  are fitted to its rows alone (least squares, or a logistic regression by Newton's method).
+  are fitted to its rows alone (least squares, or a logistic regression by Newton's method;
+  with AR(1)/CAR(1) residuals generalised least squares with ``R_j(phi)``, at the posterior
+  mean of ``phi``).
   NaN when the group's rows cannot identify it (a slope with one distinct x, all successes).
 * ``complete_pooling``: the regression that ignores the groups (OLS, a logistic GLM, or with
   known standard errors the inverse-variance weighted fixed-effect meta-analysis).
@@ -18,7 +20,8 @@ For each grouping factor ``k``, level ``j`` and varying term ``a`` (the group's 
   models, so a random intercept alone gives ``lambda_j = tau^2 / (tau^2 + sigma^2 / n_j)``; for
   known standard errors ``W = diag(1 / se^2)``; for
   logistic models ``W`` holds the binomial weights ``n_i p_i (1 - p_i)`` at each draw (the
-  Laplace approximation; at most 200 evenly thinned draws there).
+  Laplace approximation; at most 200 evenly thinned draws there); with AR(1)/CAR(1) residuals
+  ``Z_j'W_jZ_j = Z_j'R_j(phi)^-1 Z_j / sigma^2`` at each (of at most 200 thinned) draws.
 
 Examples
 --------
@@ -37,7 +40,8 @@ from scipy.special import expit
 
 from multilevel import naming
 from multilevel.design import Design, GroupDesign
-from multilevel.design.statistics import complete_pooling, group_logistic, group_ols
+from multilevel.design.serial import inverse_weighted_cross
+from multilevel.design.statistics import complete_pooling, group_logistic, group_ols, solve_groups
 from multilevel.results.core import DEFAULT_PROB, draws_of
 from multilevel.results.tables import covariance_draws
 
@@ -83,7 +87,7 @@ def pooling_factors(
     """
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     keep = np.arange(n_draws)
-    if design.spec.is_logistic:
+    if design.spec.is_logistic or design.serial is not None:
         keep = np.unique(np.linspace(0, n_draws - 1, min(max_draws, n_draws)).astype(int))
     cov = covariance_draws(posterior, g).reshape((-1, g.n_terms, g.n_terms))[keep]
     lam = np.linalg.cholesky(cov + 1e-12 * np.eye(g.n_terms))
@@ -101,7 +105,11 @@ def pooling_factors(
                                (len(keep), g.n_levels, g.n_terms, g.n_terms))
     else:
         sigma = _thinned(draws_of(posterior, naming.SIGMA), keep)
-        ztz = _weighted_crossprod(g, np.ones((1, design.n_obs)))
+        if design.serial is not None:
+            phi = _thinned(draws_of(posterior, naming.PHI), keep)
+            ztz = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, g.Z, phi)
+        else:
+            ztz = _weighted_crossprod(g, np.ones((1, design.n_obs)))
         ztwz = ztz / sigma[:, None, None, None] ** 2
     m = np.eye(g.n_terms) + np.einsum("sba,sgbc,scd->sgad", lam, ztwz, lam)
     inner = np.linalg.solve(m, np.einsum("sba,sgbc->sgac", lam, ztwz))
@@ -123,6 +131,12 @@ def shrinkage_table(
         if design.spec.is_logistic:
             n = design.trials if design.trials is not None else np.ones_like(design.y)
             own = group_logistic(g.Z, g.index, design.y, n, offset, g.n_levels)
+        elif design.serial is not None:  # GLS with the posterior-mean R_j(phi)
+            phi = float(draws_of(posterior, naming.PHI).mean())
+            r = (design.y - offset)[:, None]
+            zrz = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, g.Z, phi)
+            zrr = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, r, phi)
+            own = solve_groups(zrz, zrr[..., 0])
         else:
             own = group_ols(g.Z, g.index, design.y - offset, g.n_levels)
         u = draws_of(posterior, naming.effect_name(g.factor))

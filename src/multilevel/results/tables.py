@@ -92,6 +92,9 @@ def variance_components_table(posterior: xr.Dataset, design: Design, prob: float
         sigma = draws_of(posterior, naming.SIGMA)
         labelled.append(({"group": "Residual", "term": "", "stat": "sd"}, sigma))
         labelled.append(({"group": "Residual", "term": "", "stat": "var"}, sigma**2))
+    if naming.PHI in posterior:
+        labelled.append(({"group": "Residual", "term": "", "stat": "phi"},
+                         draws_of(posterior, naming.PHI)))
     return summarize(labelled, prob)
 
 

@@ -22,6 +22,7 @@ from multilevel.spec.terms import (
     SAMPLERS,
     GroupTerm,
     Prior,
+    ResidualCorrelation,
     SamplerSettings,
     check_term,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "PARAMETERIZATIONS",
     "SAMPLERS",
     "GroupTerm",
+    "ResidualCorrelation",
     "ModelSpec",
     "Prior",
     "SamplerSettings",

@@ -15,6 +15,8 @@ Supported, with lme4's meaning:
 ``cbind(s, f) ~ ...``         binomial successes and failures
 ``p(s, n) ~ ...``             bambi's binomial notation
 ``y | se(s) ~ 1 + (1 | g)``   known standard errors ``s`` (brms; meta-analysis)
+``... + ar1(t | g)``          AR(1) residuals within ``g`` at integer lags of ``t`` (nlme corAR1)
+``... + car1(t | g)``         continuous-time AR(1) residuals (nlme corCAR1)
 ============================  ===========================================================
 
 The bar terms are split off here; the fixed part and each bar term's left-hand side are parsed
@@ -43,7 +45,7 @@ from formulae.terms import Intercept
 from multilevel.errors import SpecError
 from multilevel.spec.safety import NAME_PATTERN as _NAME
 from multilevel.spec.safety import check_safe
-from multilevel.spec.terms import GroupTerm
+from multilevel.spec.terms import CORRELATIONS, GroupTerm, ResidualCorrelation
 
 __all__ = ["ParsedFormula", "parse_formula", "parse_terms"]
 
@@ -59,8 +61,29 @@ class ParsedFormula:
     trials: str | None = None
     failures: str | None = None
     se: str | None = None
+    correlation: ResidualCorrelation | None = None
 
 
+_CORRELATION = re.compile(r"^(" + "|".join(CORRELATIONS) + r")\s*\((.*)\)$", re.DOTALL)
+
+
+def _parse_correlation(kind: str, inner: str, piece: str) -> ResidualCorrelation:
+    """``ar1(time | group)`` / ``car1(time | group)``."""
+    parts = _split_top(inner, "|")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise SpecError(
+            f"{piece!r} must name a time column and a grouping column: write "
+            f"{kind}(time | group), as in {kind}(age | subject)."
+        )
+    time, group = (p.strip() for p in parts)
+    if not _NAME.match(time):
+        raise SpecError(
+            f"The time in {piece!r} must be a column name; compute a transformed time as a "
+            "column first."
+        )
+    if any(not _NAME.match(c.strip()) for c in group.split(":")):
+        raise SpecError(f"The grouping factor {group!r} in {piece!r} must be column names.")
+    return ResidualCorrelation(kind, time, group)
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -242,11 +265,20 @@ def parse_formula(formula: str) -> ParsedFormula:
     if len(sides) != 2:
         raise SpecError(f"A formula needs exactly one '~' (response ~ terms), got {formula!r}.")
     response, trials, failures, se = _parse_response(sides[0])
-    fixed_parts, group_terms = [], []
+    fixed_parts, group_terms, correlations = [], [], []
     for raw in _split_top(sides[1], "+"):
         piece = raw.strip()
         if not piece:
             raise SpecError(f"Empty term (a stray '+') in {formula!r}.")
+        corr = _CORRELATION.match(piece)
+        if corr is not None:
+            correlations.append(_parse_correlation(corr.group(1), corr.group(2), piece))
+            continue
+        if re.search(r"\b(" + "|".join(CORRELATIONS) + r")\s*\(", piece):
+            raise SpecError(
+                f"{piece!r} in {formula!r}: ar1()/car1() are residual terms of their own, added "
+                "at the top level as in 'y ~ x + (1 | g) + ar1(time | g)'."
+            )
         if piece.startswith("(") and piece.endswith(")") and "|" in piece:
             inner = piece[1:-1]
             if _split_top(inner, "|") and len(_split_top(inner, "|")) >= 2:
@@ -262,9 +294,15 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise SpecError(
             f"The formula {formula!r} has no group term: add one such as (1 | group)."
         )
+    if len(correlations) > 1:
+        raise SpecError(
+            f"{formula!r} has {len(correlations)} residual correlation terms; a model takes one, "
+            "such as ar1(time | group)."
+        )
     intercept, fixed = parse_terms(" + ".join(fixed_parts) or "1", where="fixed part")
     if fixed_parts and all(p.strip() in {"0", "-1"} for p in fixed_parts):
         intercept = False
     return ParsedFormula(
-        response, fixed, intercept, _merge_groups(group_terms), trials, failures, se
+        response, fixed, intercept, _merge_groups(group_terms), trials, failures, se,
+        correlations[0] if correlations else None,
     )

@@ -38,6 +38,7 @@ from multilevel.spec.terms import (
     FAMILIES,
     GroupTerm,
     Prior,
+    ResidualCorrelation,
     SamplerSettings,
     as_terms,
     check_bool,
@@ -103,6 +104,9 @@ class ModelSpec:
         Bundled dataset name or CSV path the spec goes with (used by TOML specs and the CLI).
     name : str, optional
         A label for reports.
+    correlation : ResidualCorrelation, optional
+        Serially correlated residuals within groups (``ar1(time | group)``,
+        ``car1(time | group)``; Gaussian models with one grouping factor).
 
     Examples
     --------
@@ -124,6 +128,7 @@ class ModelSpec:
     levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
     data: str | None = None
     name: str | None = None
+    correlation: ResidualCorrelation | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fixed", as_terms(self.fixed, "fixed"))
@@ -175,7 +180,36 @@ class ModelSpec:
             )
         if not self.intercept and not self.fixed:
             raise SpecError("The fixed part is empty: keep the intercept or add a predictor.")
+        self._check_correlation()
         self._check_priors()
+
+    def _check_correlation(self) -> None:
+        corr = self.correlation
+        if corr is None:
+            return
+        if not isinstance(corr, ResidualCorrelation):
+            raise SpecError(
+                f"correlation must be a multilevel.ResidualCorrelation, got {corr!r}: write "
+                "ResidualCorrelation('ar1', 'time', 'group') or '+ ar1(time | group)' in the formula."
+            )
+        term = corr.to_formula()
+        if self.family != "gaussian" or self.se is not None:
+            what = f"family={self.family!r}" if self.family != "gaussian" else "known standard errors"
+            raise SpecError(
+                f"{term} models correlated residuals of a Gaussian response; a model with "
+                f"{what} has none. Drop {term}."
+            )
+        if len(self.groups) != 1:
+            raise SpecError(
+                f"{term} is supported with one grouping factor; this model has "
+                f"{len(self.groups)} ({', '.join(g.factor for g in self.groups)})."
+            )
+        if corr.time == self.response or corr.time in self.groups[0].columns:
+            raise SpecError(
+                f"The time column {corr.time!r} of {term} is the response or a grouping column: "
+                "name the column of measurement times."
+            )
+
 
     def _check_fields(self) -> None:
         """Types and names of every field: all text that reaches formulae is checked here."""
@@ -269,6 +303,8 @@ class ModelSpec:
         written as in R, ``I(age^2)``."""
         parts = ["1" if self.intercept else "0", *self.fixed]
         parts += [g.to_formula() for g in self.groups]
+        if self.correlation is not None:
+            parts.append(self.correlation.to_formula())
         return (f"{self.response_formula()} ~ " + " + ".join(parts)).replace(" ** ", "^")
 
     @classmethod
@@ -298,6 +334,7 @@ class ModelSpec:
             trials=parsed.trials,
             failures=parsed.failures,
             se=parsed.se,
+            correlation=parsed.correlation,
             **kwargs,
         )
 

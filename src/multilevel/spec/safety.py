@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 ALLOWED_FUNCTIONS = frozenset(
-    {"I", "log", "log2", "log10", "exp", "sqrt", "abs", "scale", "center", "C", "cbind", "p", "se"}
+    {"I", "log", "log2", "log10", "exp", "sqrt", "abs", "scale", "center", "C", "cbind", "p", "se",
+     "ar1", "car1"}
 )
 #: The numeric transforms, as formulae evaluates them: formulae's own ``I``, ``C``, ``scale`` and
 #: ``center`` come first, then this namespace and nothing else (see :mod:`multilevel.design`).
@@ -45,7 +46,7 @@ _OPERATORS = frozenset({"(", ")", "+", "-", "*", "/", "**", "^", ":", "|", "~", 
 _LAYOUT = frozenset(
     {tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT}
 )
-_COLUMN_ARGS = frozenset({"cbind", "p", "se"})  # their arguments are column names
+_COLUMN_ARGS = frozenset({"cbind", "p", "se", "ar1", "car1"})  # their arguments are column names
 _AST_NODES = (
     ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.Constant, ast.Call,
     ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.UAdd, ast.USub,
@@ -85,7 +86,7 @@ def check_column_name(value: Any, what: str) -> str:
 
 
 def _not_allowed(what: str, text: str, where: str) -> SpecError:
-    allowed = ", ".join(sorted(ALLOWED_FUNCTIONS - {"cbind", "p", "se"}))
+    allowed = ", ".join(sorted(ALLOWED_FUNCTIONS - _COLUMN_ARGS))
     return SpecError(
         f"The {where} contains {what}, which is not allowed in {text!r}. Formulas are data, not "
         f"code: use column names, numbers, + - * / : | ( ), a power inside I() such as I(x^2), "

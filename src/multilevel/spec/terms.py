@@ -18,12 +18,14 @@ from multilevel.errors import SpecError
 from multilevel.spec.safety import check_column_name, check_safe
 
 __all__ = [
+    "CORRELATIONS",
     "DISTRIBUTIONS",
     "FAMILIES",
     "PARAMETERIZATIONS",
     "SAMPLERS",
     "GroupTerm",
     "Prior",
+    "ResidualCorrelation",
     "SamplerSettings",
     "as_terms",
     "check_bool",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 FAMILIES = ("gaussian", "bernoulli", "binomial")
+#: Residual correlation structures: nlme's ``corAR1`` and ``corCAR1``.
+CORRELATIONS = ("ar1", "car1")
 SAMPLERS = ("pymc", "nutpie")
 PARAMETERIZATIONS = ("auto", "marginal", "noncentered", "centered")
 
@@ -38,6 +42,7 @@ PARAMETERIZATIONS = ("auto", "marginal", "noncentered", "centered")
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], bool]] = {
     "Flat": ((), False),
     "Normal": (("mu", "sigma"), False),
+    "Uniform": (("lower", "upper"), False),
     "StudentT": (("nu", "mu", "sigma"), False),
     "Cauchy": (("alpha", "beta"), False),
     "HalfNormal": (("sigma",), True),
@@ -135,6 +140,55 @@ class GroupTerm:
         )
         bar = "|" if self.correlated or len(self.terms) == 1 else "||"
         return f"({lhs} {bar} {self.factor})"
+
+
+@dataclass(frozen=True)
+class ResidualCorrelation:
+    """Serially correlated residuals within groups (nlme's ``correlation =`` argument).
+
+    Parameters
+    ----------
+    kind : {'ar1', 'car1'}
+        ``'ar1'`` is nlme's ``corAR1``: the lag between two rows of a group is the difference
+        of their times converted to integers (truncated), the correlation ``phi^lag`` with
+        ``-1 < phi < 1``. ``'car1'`` is ``corCAR1``: correlation ``phi^|t_i - t_j|`` with real
+        times and ``0 <= phi < 1``.
+    time : str
+        Column of the measurement times (numeric).
+    group : str
+        Column whose levels hold the series (``'a:b'`` for an interaction); it must be the
+        model's grouping factor or nested in it.
+
+    Examples
+    --------
+    >>> ResidualCorrelation("ar1", "age", "subject").to_formula()
+    'ar1(age | subject)'
+    """
+
+    kind: str
+    time: str
+    group: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in CORRELATIONS:
+            raise SpecError(
+                f"Unknown residual correlation {self.kind!r}: choose one of "
+                f"{', '.join(CORRELATIONS)} (as in ar1(time | group))."
+            )
+        check_column_name(self.time, f"The time column of {self.kind}()")
+        if not isinstance(self.group, str) or not self.group.strip():
+            raise SpecError(f"{self.kind}() needs a grouping column: write {self.kind}(time | group).")
+        for part in self.group.split(":"):
+            check_column_name(part.strip(), f"The grouping column of {self.kind}()")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Columns whose interaction defines the series."""
+        return tuple(part.strip() for part in self.group.split(":"))
+
+    def to_formula(self) -> str:
+        """The formula term, e.g. ``ar1(age | subject)``."""
+        return f"{self.kind}({self.time} | {self.group})"
 
 
 @dataclass(frozen=True)

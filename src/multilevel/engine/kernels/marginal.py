@@ -73,26 +73,18 @@ from multilevel.engine.kernels.common import (
     solve_upper_t,
 )
 
-__all__ = ["logp_grad", "marginal_loglik_draws", "recover_draws"]
+__all__ = ["logp_grad", "marginal_lik", "marginal_loglik_draws", "marginal_posterior",
+           "recover_draws"]
 
 
 @numba.njit(cache=True, nogil=True)
-def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par, sd_fam, sd_par,
-              sig_fam, sig_par, eta, correlated):
-    """Unnormalised log posterior density and its gradient at ``theta`` (module docstring)."""
+def marginal_lik(beta, pmat, sigma, ztz, ztx, zty, xtx, xty, yty, n_total, g_a, g_c, want):
+    """The marginal log-likelihood and its gradient in ``beta``, ``P = Lambda / sigma`` and
+    ``sigma`` (module docstring); with ``want``, also each group's ``g_a[j] = dl/dA_j`` and
+    ``g_c[j] = dl/dc_j`` (``A_j = Z_j'Z_j``, ``c_j = Z_j'r_j``), which the AR(1) kernel
+    (:mod:`multilevel.engine.kernels.serial`) chains to ``phi``."""
     n_groups, q, p = ztx.shape
-    n_cor = q * (q - 1) // 2 if correlated else 0
-    grad = np.zeros(theta.shape[0])
-    beta = theta[:p].copy()
-    beta[0] -= np.dot(shift, theta[:p]) if shift.shape[0] == p else 0.0
-    s = np.exp(theta[p:p + q])
-    chol, logsum = corr_chol(theta[p + q:p + q + n_cor], q, correlated)
-    sigma = math.exp(theta[p + q + n_cor])
     sigma2 = sigma * sigma
-    pmat = np.empty((q, q))
-    for a in range(q):
-        for b in range(q):
-            pmat[a, b] = s[a] * chol[a, b] / sigma
     rss = yty - 2 * np.dot(beta, xty) + np.dot(beta, xtx @ beta)
     g_beta_acc = np.zeros(p)
     g_p = np.zeros((q, q))
@@ -132,16 +124,57 @@ def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par,
                 for k in range(q):
                     acc += ap[a, k] * minv[k, b]
                 g_p[a, b] += resid * e[b] / sigma2 - acc
+        if want:
+            for a in range(q):
+                g_c[j, a] = pe[a] / sigma2
+                for b in range(q):
+                    acc = 0.0
+                    for k in range(q):
+                        for l_ in range(q):
+                            acc += pmat[a, k] * minv[k, l_] * pmat[b, l_]
+                    g_a[j, a, b] = -0.5 * (acc + pe[a] * pe[b] / sigma2)
     lp = -0.5 * n_total * math.log(2 * math.pi * sigma2) - 0.5 * logdet - (rss - quad) / (2 * sigma2)
     g_beta = (xty - xtx @ beta - g_beta_acc) / sigma2
-    lp += fixed_terms(beta, g_beta, b_fam, b_par, shift, grad)
-    g_lam = g_p / sigma
     g_sigma = -n_total / sigma + (rss - quad) / (sigma2 * sigma) - np.sum(g_p * pmat) / sigma
-    lp += scale_corr_terms(theta, p, p + q, q, s, chol, logsum, g_lam, correlated, eta, sd_fam,
-                           sd_par, grad)
+    return lp, g_beta, g_p, g_sigma
+
+
+@numba.njit(cache=True, nogil=True)
+def marginal_posterior(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par, sd_fam,
+                       sd_par, sig_fam, sig_par, eta, correlated, g_a, g_c, want):
+    """:func:`logp_grad` at ``theta`` given the statistics, plus ``beta`` and ``sigma`` (and the
+    per-group gradients of :func:`marginal_lik` with ``want``)."""
+    p, q = ztx.shape[2], ztx.shape[1]
+    n_cor = q * (q - 1) // 2 if correlated else 0
+    grad = np.zeros(theta.shape[0])
+    beta = theta[:p].copy()
+    beta[0] -= np.dot(shift, theta[:p]) if shift.shape[0] == p else 0.0
+    s = np.exp(theta[p:p + q])
+    chol, logsum = corr_chol(theta[p + q:p + q + n_cor], q, correlated)
+    sigma = math.exp(theta[p + q + n_cor])
+    pmat = np.empty((q, q))
+    for a in range(q):
+        for b in range(q):
+            pmat[a, b] = s[a] * chol[a, b] / sigma
+    lp, g_beta, g_p, g_sigma = marginal_lik(beta, pmat, sigma, ztz, ztx, zty, xtx, xty, yty,
+                                            n_total, g_a, g_c, want)
+    lp += fixed_terms(beta, g_beta, b_fam, b_par, shift, grad)
+    lp += scale_corr_terms(theta, p, p + q, q, s, chol, logsum, g_p / sigma, correlated, eta,
+                           sd_fam, sd_par, grad)
     plp, pg = prior_logp_grad(sig_fam, sig_par, sigma)
     lp += plp + theta[-1]
     grad[-1] = (g_sigma + pg) * sigma + 1.0
+    return lp, grad, beta, sigma
+
+
+@numba.njit(cache=True, nogil=True)
+def logp_grad(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par, sd_fam, sd_par,
+              sig_fam, sig_par, eta, correlated):
+    """Unnormalised log posterior density and its gradient at ``theta`` (module docstring)."""
+    none3, none2 = np.empty((0, 0, 0)), np.empty((0, 0))
+    lp, grad, _, _ = marginal_posterior(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam,
+                                        b_par, sd_fam, sd_par, sig_fam, sig_par, eta, correlated,
+                                        none3, none2, False)
     return lp, grad
 
 

@@ -1,0 +1,235 @@
+r"""Serially correlated residuals: the series, their time order, lags and statistics.
+
+With ``ar1(time | group)`` (nlme's ``corAR1``) or ``car1(time | group)`` (``corCAR1``) the
+residuals :math:`\epsilon` of one series (a level of ``group``) are correlated,
+:math:`\mathrm{cor}(\epsilon_i, \epsilon_k) = \phi^{|t_i - t_k|}`, where for ``ar1`` the times are
+first converted to integers as nlme does (truncation: ages 14 and 15.92 are one step apart, 8
+and 15.92 seven). Rows are ordered by time within each series here (the user's frame is
+untouched); consecutive rows form *pairs* with lag :math:`d`.
+
+The observed part of such a process is Markov, whatever the gaps: with :math:`r = \phi^{d}` for
+each consecutive pair, the correlation matrix :math:`R` of one series has a tridiagonal inverse
+and
+
+.. math::
+
+    a'R^{-1}b = \sum_i a_i b_i + \sum_{\text{pairs } (i, k)} \Big[\tfrac{r^2}{1 - r^2}
+    (a_i b_i + a_k b_k) - \tfrac{r}{1 - r^2}(a_i b_k + a_k b_i)\Big], \qquad
+    \log|R| = \sum_{\text{pairs}} \log(1 - r^2).
+
+So every cross-product the marginal likelihood needs (:mod:`multilevel.model.marginal`), of
+the stacked rows :math:`v_i = (z_i, x_i, y_i)`, is a fixed combination of sums that do not
+depend on :math:`\phi`: per grouping level :math:`S_j = \sum_i v_i v_i'`, and per (level, lag)
+*cell* the sums :math:`D = \sum (v_i v_i' + v_k v_k')` and :math:`C = \sum (v_i v_k' + v_k v_i')`
+over its pairs (:class:`SerialStats`). Evaluating the likelihood at a new :math:`\phi` costs
+O(cells), not O(rows).
+
+Examples
+--------
+>>> import pandas as pd
+>>> from multilevel import ModelSpec
+>>> from multilevel.design import build_design
+>>> df = pd.DataFrame({"y": [1.0, 2.0, 0.5, 3.0, 2.5, 1.0], "t": [3, 1, 2, 1, 2.5, 4],
+...                    "g": list("aaabbb")})
+>>> d = build_design(ModelSpec.from_formula("y ~ 1 + (1 | g) + ar1(t | g)"), df)
+>>> d.serial.lag.tolist()  # a: 1->2->3; b: 1->2.5->4, i.e. 1->2->4 in integers
+[1.0, 1.0, 1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from multilevel.errors import DataError
+from multilevel.spec.model import ModelSpec
+
+if TYPE_CHECKING:
+    from multilevel.design.types import Design
+
+__all__ = ["SerialDesign", "SerialStats", "inverse_weighted_cross", "serial_design", "serial_stats"]
+
+
+@dataclass(frozen=True, eq=False)
+class SerialDesign:
+    """The series of a model with correlated residuals.
+
+    ``time`` is each row's time as used for the lags (truncated to integers for ``ar1``),
+    ``series`` its series index (levels ``series_levels``); ``first``/``second`` are the rows
+    of each consecutive pair in time order, ``lag`` its time step and ``pair_group`` the
+    grouping level both rows belong to.
+    """
+
+    kind: str
+    time_column: str
+    time: np.ndarray
+    series: np.ndarray
+    series_levels: tuple[str, ...]
+    first: np.ndarray
+    second: np.ndarray
+    lag: np.ndarray
+    pair_group: np.ndarray
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of consecutive pairs."""
+        return int(self.first.shape[0])
+
+    def series_sizes(self) -> np.ndarray:
+        """Rows per series."""
+        return np.bincount(self.series, minlength=len(self.series_levels))
+
+
+def serial_design(spec: ModelSpec, frame: pd.DataFrame, series: tuple[np.ndarray, tuple[str, ...]],
+                  groups: tuple[np.ndarray, tuple[str, ...]]) -> SerialDesign:
+    """The :class:`SerialDesign` of ``spec``'s correlation term over the design's ``frame``;
+    ``series`` and ``groups`` are the (index, levels) of the series column(s) and of the
+    grouping factor.
+
+    Raises
+    ------
+    DataError
+        A non-numeric time column, two rows of a series at the same (integer, for ``ar1``)
+        time, or a series that spans two levels of the grouping factor.
+
+    Warns
+    -----
+    UserWarning
+        ``ar1`` with non-integer times (nlme truncates them; ``car1`` uses real times).
+    """
+    corr = spec.correlation
+    term = corr.to_formula()
+    series, levels = series
+    group_index_, group_levels = groups
+    raw = frame[corr.time]
+    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        raise DataError(
+            f"The time column {corr.time!r} of {term} must be numeric, got dtype {raw.dtype}: "
+            "convert it, e.g. df[col] = pd.to_numeric(df[col])."
+        )
+    t = raw.to_numpy(dtype=float)
+    if corr.kind == "ar1":
+        frac = t != np.trunc(t)
+        if frac.any():
+            warnings.warn(
+                f"{term}: {int(frac.sum())} of {len(t)} times in {corr.time!r} are not whole "
+                f"numbers (e.g. {t[frac][0]:g}); as nlme's corAR1 does, they are truncated to "
+                f"integers ({t[frac][0]:g} -> {np.trunc(t[frac][0]):g}) and the lag is their "
+                f"difference. For correlation phi^|t - t'| in real time use "
+                f"car1({corr.time} | {corr.group}).",
+                UserWarning, stacklevel=4,
+            )
+        t = np.trunc(t)
+    order = np.lexsort((t, series))
+    s_sorted, t_sorted = series[order], t[order]
+    same = s_sorted[1:] == s_sorted[:-1]
+    dup = same & (t_sorted[1:] == t_sorted[:-1])
+    if dup.any():
+        k = int(np.flatnonzero(dup)[0])
+        what = "integer time" if corr.kind == "ar1" else "time"
+        raise DataError(
+            f"Series {levels[s_sorted[k]]!r} of {term} has two rows at {what} "
+            f"{t_sorted[k]:g} (rows {int(order[k])} and {int(order[k + 1])} of the data used): "
+            "each time may occur once per series. Aggregate the repeats, or give each series "
+            "its own level." + (" nlme's corAR1 truncates times to integers; car1() keeps "
+                                "them." if corr.kind == "ar1" else "")
+        )
+    first, second = order[:-1][same], order[1:][same]
+    owner = np.full(len(levels), -1)
+    owner[series] = group_index_
+    if np.any(owner[series] != group_index_):
+        bad = int(np.flatnonzero(owner[series] != group_index_)[0])
+        raise DataError(
+            f"Series {levels[series[bad]]!r} of {term} spans more than one level of the "
+            f"grouping factor (e.g. {group_levels[group_index_[bad]]!r}): a series must lie "
+            f"within one group. Group the series by the model's grouping factor or by a "
+            f"factor nested in it."
+        )
+    return SerialDesign(
+        kind=corr.kind, time_column=corr.time, time=t, series=series, series_levels=levels,
+        first=first, second=second, lag=t[second] - t[first], pair_group=group_index_[first],
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SerialStats:
+    """Sums of the stacked rows ``v = (z, x, y)`` that give every ``R^-1``-weighted
+    cross-product at any ``phi`` (module docstring): per grouping level ``s0`` ``(G, m, m)``,
+    and per (level, lag) cell its level, lag, number of pairs and the sums ``d`` and ``c``
+    ``(K, m, m)``; ``q`` and ``p`` split ``m = q + p + 1``."""
+
+    kind: str
+    s0: np.ndarray
+    cell_group: np.ndarray
+    cell_lag: np.ndarray
+    cell_count: np.ndarray
+    cell_d: np.ndarray
+    cell_c: np.ndarray
+    q: int
+    p: int
+    n_total: float
+
+    def kernel_args(self) -> tuple:
+        """The arrays in the compiled kernels' order."""
+        return (self.s0, self.cell_group, self.cell_lag, self.cell_count, self.cell_d,
+                self.cell_c)
+
+
+def serial_stats(design: Design) -> SerialStats:
+    """One pass over the rows and pairs: the :class:`SerialStats` of a design with one grouping
+    factor and a correlation term."""
+    g, ser = design.groups[0], design.serial
+    v = np.column_stack([g.Z, design.X, design.y])
+    m = v.shape[1]
+    s0 = np.zeros((g.n_levels, m, m))
+    np.add.at(s0, g.index, v[:, :, None] * v[:, None, :])
+    a, b = v[ser.first], v[ser.second]
+    key = np.column_stack([ser.pair_group.astype(float), ser.lag])
+    uniq, cell = np.unique(key, axis=0, return_inverse=True)
+    cell = cell.ravel()
+    n_cells = uniq.shape[0]
+    d = np.zeros((n_cells, m, m))
+    c = np.zeros((n_cells, m, m))
+    np.add.at(d, cell, a[:, :, None] * a[:, None, :] + b[:, :, None] * b[:, None, :])
+    np.add.at(c, cell, a[:, :, None] * b[:, None, :] + b[:, :, None] * a[:, None, :])
+    return SerialStats(
+        kind=ser.kind, s0=s0, cell_group=uniq[:, 0].astype(np.int64), cell_lag=uniq[:, 1].copy(),
+        cell_count=np.bincount(cell, minlength=n_cells).astype(float), cell_d=d, cell_c=c,
+        q=g.n_terms, p=design.X.shape[1], n_total=float(design.n_obs),
+    )
+
+
+def inverse_weighted_cross(ser: SerialDesign, index: np.ndarray, n_groups: int, a: np.ndarray,
+                           b: np.ndarray, phi: np.ndarray | float) -> np.ndarray:
+    """Per group ``a_j' R_j(phi)^-1 b_j`` (module docstring) for one ``phi`` or a vector of
+    them: ``(n_groups, a_cols, b_cols)``, or ``(len(phi), n_groups, ...)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from multilevel import ModelSpec
+    >>> from multilevel.design import build_design
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 4.0], "t": [1, 2, 3], "g": ["a"] * 3})
+    >>> d = build_design(ModelSpec.from_formula("y ~ 1 + (1 | g) + ar1(t | g)"), df)
+    >>> R = 0.5 ** abs(np.subtract.outer([1, 2, 3], [1, 2, 3]))
+    >>> one = np.ones((3, 1))
+    >>> bool(np.isclose(inverse_weighted_cross(d.serial, d.groups[0].index, 1, one, one, 0.5)[0, 0, 0],
+    ...                 one.T @ np.linalg.solve(R, one)))
+    True
+    """
+    phis = np.atleast_1d(np.asarray(phi, dtype=float))
+    r = np.sign(phis)[:, None] ** ser.lag * np.abs(phis)[:, None] ** ser.lag  # (draws, pairs)
+    f, g = r**2 / (1 - r**2), r / (1 - r**2)
+    i, k = ser.first, ser.second
+    plain = np.zeros((n_groups, a.shape[1], b.shape[1]))
+    np.add.at(plain, index, a[:, :, None] * b[:, None, :])
+    diag = a[i, :, None] * b[i, None, :] + a[k, :, None] * b[k, None, :]
+    cross = a[i, :, None] * b[k, None, :] + a[k, :, None] * b[i, None, :]
+    out = np.broadcast_to(plain, (len(phis),) + plain.shape).copy()
+    for s in range(len(phis)):
+        np.add.at(out[s], ser.pair_group, f[s, :, None, None] * diag - g[s, :, None, None] * cross)
+    return out if np.ndim(phi) else out[0]
