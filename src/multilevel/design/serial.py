@@ -40,48 +40,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from multilevel.design.types import Design, SerialDesign
 from multilevel.errors import DataError
 from multilevel.spec.model import ModelSpec
 
-if TYPE_CHECKING:
-    from multilevel.design.types import Design
-
 __all__ = ["SerialDesign", "SerialStats", "inverse_weighted_cross", "serial_design", "serial_stats"]
-
-
-@dataclass(frozen=True, eq=False)
-class SerialDesign:
-    """The series of a model with correlated residuals.
-
-    ``time`` is each row's time as used for the lags (truncated to integers for ``ar1``),
-    ``series`` its series index (levels ``series_levels``); ``first``/``second`` are the rows
-    of each consecutive pair in time order, ``lag`` its time step and ``pair_group`` the
-    grouping level both rows belong to.
-    """
-
-    kind: str
-    time_column: str
-    time: np.ndarray
-    series: np.ndarray
-    series_levels: tuple[str, ...]
-    first: np.ndarray
-    second: np.ndarray
-    lag: np.ndarray
-    pair_group: np.ndarray
-
-    @property
-    def n_pairs(self) -> int:
-        """Number of consecutive pairs."""
-        return int(self.first.shape[0])
-
-    def series_sizes(self) -> np.ndarray:
-        """Rows per series."""
-        return np.bincount(self.series, minlength=len(self.series_levels))
 
 
 def serial_design(spec: ModelSpec, frame: pd.DataFrame, series: tuple[np.ndarray, tuple[str, ...]],
@@ -213,12 +180,13 @@ def inverse_weighted_cross(ser: SerialDesign, index: np.ndarray, n_groups: int, 
     >>> import pandas as pd
     >>> from multilevel import ModelSpec
     >>> from multilevel.design import build_design
-    >>> df = pd.DataFrame({"y": [1.0, 2.0, 4.0], "t": [1, 2, 3], "g": ["a"] * 3})
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 4.0, 3.0, 1.0, 0.0], "t": [1, 2, 3, 1, 2, 3],
+    ...                    "g": list("aaabbb")})
     >>> d = build_design(ModelSpec.from_formula("y ~ 1 + (1 | g) + ar1(t | g)"), df)
     >>> R = 0.5 ** abs(np.subtract.outer([1, 2, 3], [1, 2, 3]))
-    >>> one = np.ones((3, 1))
-    >>> bool(np.isclose(inverse_weighted_cross(d.serial, d.groups[0].index, 1, one, one, 0.5)[0, 0, 0],
-    ...                 one.T @ np.linalg.solve(R, one)))
+    >>> one = np.ones((6, 1))
+    >>> out = inverse_weighted_cross(d.serial, d.groups[0].index, 2, one, one, 0.5)
+    >>> bool(np.allclose(out[:, 0, 0], np.ones(3) @ np.linalg.solve(R, np.ones(3))))
     True
     """
     phis = np.atleast_1d(np.asarray(phi, dtype=float))

@@ -18,17 +18,13 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from multilevel.spec.model import ModelSpec
 
-if TYPE_CHECKING:
-    from multilevel.design.serial import SerialDesign
-
-__all__ = ["Design", "GroupDesign"]
+__all__ = ["Design", "GroupDesign", "SerialDesign"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +53,36 @@ class GroupDesign:
     def counts(self) -> np.ndarray:
         """Observations per group, in level order."""
         return np.bincount(self.index, minlength=self.n_levels)
+
+
+@dataclass(frozen=True, eq=False)
+class SerialDesign:
+    """The series of a model with correlated residuals.
+
+    ``time`` is each row's time as used for the lags (truncated to integers for ``ar1``),
+    ``series`` its series index (levels ``series_levels``); ``first``/``second`` are the rows
+    of each consecutive pair in time order, ``lag`` its time step and ``pair_group`` the
+    grouping level both rows belong to.
+    """
+
+    kind: str
+    time_column: str
+    time: np.ndarray
+    series: np.ndarray
+    series_levels: tuple[str, ...]
+    first: np.ndarray
+    second: np.ndarray
+    lag: np.ndarray
+    pair_group: np.ndarray
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of consecutive pairs."""
+        return int(self.first.shape[0])
+
+    def series_sizes(self) -> np.ndarray:
+        """Rows per series."""
+        return np.bincount(self.series, minlength=len(self.series_levels))
 
 
 @dataclass(frozen=True)
