@@ -139,6 +139,13 @@ def test_data_errors_name_the_problem():
         _design("y ~ 1 + (1 | g) + ar1(t | s)", crossing)
     with pytest.raises(DataError, match="must be numeric"):
         _design("y ~ 1 + (1 | g) + ar1(t | g)", df.assign(t=list("abcdef")))
+    with pytest.raises(DataError, match="number of days"):
+        _design("y ~ 1 + (1 | g) + ar1(t | g)", df.assign(t=pd.date_range("2020", periods=6)))
+    singles = df.assign(s=list("abcdef"), t=[1, 2, 3, 4, 5, 6])
+    with pytest.raises(DataError, match="No series .* has two rows"):
+        _design("y ~ 1 + (1 | g) + ar1(t | g:s)", singles)
+    with pytest.raises(SpecError, match="time column"):
+        ml.ModelSpec.from_formula("y ~ 1 + (1 | g) + ar1(t | t)")
 
 
 # ---------------------------------------------------------------- kernels
@@ -292,6 +299,35 @@ def test_profile_interval_of_phi_is_a_likelihood_ratio_bound(sim):
 # ---------------------------------------------------------------- the posterior
 
 
+def test_prior_predictive_has_phi(blackmore):
+    idata = ml.prior_predictive(AR1, blackmore, draws=200, seed=3)
+    phi = idata["prior"]["phi"].values.ravel()
+    assert phi.min() > -1 and phi.max() < 1
+    y = idata["prior_predictive"]["y"].values[0]
+    d = _design(AR1, blackmore)
+    prior = idata["prior"]
+    g = d.groups[0]
+    u = prior["u_subject"].values[0][:, g.index]
+    eta = prior["b"].values[0] @ d.X.T + np.einsum("nq,snq->sn", g.Z, u)
+    e = (y - eta) / prior["sigma"].values[0][:, None]
+    two = d.serial.lag == 2
+    lag2 = np.mean(e[:, d.serial.first[two]] * e[:, d.serial.second[two]], axis=1)
+    # per draw, the lag-2 residual products average phi^2 (605 pairs: sd about 0.05)
+    assert np.abs(lag2 - phi**2).max() < 0.3
+    assert np.corrcoef(lag2, phi**2)[0, 1] > 0.95
+
+
+@pytest.mark.slow
+def test_pymc_sampler_path(blackmore):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ml.fit_hierarchical(AR1, blackmore, sampler="pymc", draws=100, tune=150, chains=1,
+                                  seed=4, progressbar=False, frequentist=False)
+    phi = fit.posterior["phi"].values.ravel()
+    assert -0.75 < phi.mean() < -0.45  # the main mode (REML -0.60)
+    assert fit.posterior["u_subject"].shape[-2:] == (231, 2)
+
+
 @pytest.mark.slow
 def test_posterior_covers_truth_and_sits_on_reml():
     """Simulated panel with known phi (many subjects): the posterior of phi covers the truth,
@@ -316,12 +352,8 @@ def test_posterior_covers_truth_and_sits_on_reml():
     assert lo < phi < hi
     assert abs(draws.mean() - fit.frequentist.phi) < draws.std()
     vc = fit.variance_components().set_index(["group", "term", "stat"])
-    assert abs(vc.loc[("Residual", "", "phi"), "mean"] - draws.mean()) < 1e-12
-    assert vc.loc[("Residual", "", "phi"), "reml"] == fit.frequentist.phi
-    eff = fit.effective_n().set_index("series")
-    n_total = len(df)
-    assert eff.loc["total", "reml"] == pytest.approx(n_total * (1 - fit.frequentist.phi)
-                                                     / (1 + fit.frequentist.phi))
+    assert vc.loc[("Residual", "", "phi"), "lower"] < phi < vc.loc[("Residual", "", "phi"), "upper"]
+    assert vc.loc[("Residual", "", "phi"), "reml_lower"] < phi < vc.loc[("Residual", "", "phi"), "reml_upper"]
     assert fit.diagnostics().query("check == 'r_hat'")["ok"].item()
 
 
@@ -333,7 +365,7 @@ def test_blackmore_posterior_tables(blackmore):
     phi = fit.posterior["phi"].values.ravel()
     assert abs(phi.mean() - fit.frequentist.phi) < 2 * phi.std()
     assert any("second mode" in n for n in fit.notes)  # phi = +0.6 is a local mode (4.5 lower)
-    # pointwise innovations sum to the joint conditional log-likelihood given u
+    # the pointwise terms at one draw
     from multilevel.results.loglik import pointwise_log_likelihood
     point = pointwise_log_likelihood(fit)[0, 0]
     post = fit.posterior.isel(chain=0, draw=0)
@@ -341,16 +373,70 @@ def test_blackmore_posterior_tables(blackmore):
     g = d.groups[0]
     resid = d.y - d.X @ post["b"].values - np.einsum("nq,nq->n", g.Z, post["u_subject"].values[g.index])
     sig, ph = float(post["sigma"]), float(post["phi"])
-    joint = 0.0
-    for j in range(g.n_levels):
+    # LOO terms: each row's density given the other rows of its series (dense Gaussian
+    # conditioning, from scratch)
+    loo = point
+    for j in (0, 100):
         rows = np.flatnonzero(g.index == j)
         lag = np.abs(np.subtract.outer(d.serial.time[rows], d.serial.time[rows]))
-        R = np.sign(ph) ** lag * np.abs(ph) ** lag
-        joint += stats.multivariate_normal(np.zeros(len(rows)), sig**2 * R).logpdf(resid[rows])
-    assert abs(point.sum() - joint) < 1e-8 * abs(joint)
+        S = sig**2 * np.sign(ph) ** lag * np.abs(ph) ** lag
+        e = resid[rows]
+        for a in range(len(rows)):
+            o = np.delete(np.arange(len(rows)), a)
+            w = np.linalg.solve(S[np.ix_(o, o)], S[o, a])
+            m, v = w @ e[o], S[a, a] - S[a, o] @ w
+            assert abs(loo[rows[a]] - stats.norm.logpdf(e[a], m, np.sqrt(v))) < 1e-9
     # shrinkage: the no-pooling estimate is the group's GLS fit at the posterior-mean phi
-    shrink = fit.shrinkage().query("term == 'age'").set_index("level")
-    assert shrink["no_pooling"].notna().all() and shrink["pooling_factor"].between(0, 1).all()
-    path = fit.save(Path(__import__("tempfile").mkdtemp()) / "ar1.nc")
+    shrink = fit.shrinkage().set_index(["level", "term"])
+    phibar = float(fit.posterior["phi"].mean())
+    # the offset: the fixed effects that are not group terms (grouppatient, age:grouppatient)
+    offset = d.X[:, [2, 3]] @ fit.posterior["b"].mean(("chain", "draw")).values[[2, 3]]
+    for j in (3, 150):
+        rows = np.flatnonzero(g.index == j)
+        lag = np.abs(np.subtract.outer(d.serial.time[rows], d.serial.time[rows]))
+        Ri = np.linalg.inv(np.sign(phibar) ** lag * np.abs(phibar) ** lag)
+        Z = g.Z[rows]
+        gls = np.linalg.solve(Z.T @ Ri @ Z, Z.T @ Ri @ (d.y[rows] - offset[rows]))
+        level = g.levels[j]
+        assert shrink.loc[(level, "(Intercept)"), "no_pooling"] == pytest.approx(gls[0], rel=1e-8)
+        assert shrink.loc[(level, "age"), "no_pooling"] == pytest.approx(gls[1], rel=1e-8)
+    # effective n: 1'R^-1 1 per series, against a dense solve at the REML phi
+    eff = fit.effective_n().set_index(["series", "stat"])
+    f_phi = fit.frequentist.phi
+    t = d.serial.time
+    total = 0.0
+    for j in range(len(d.serial.series_levels)):
+        rows = np.flatnonzero(d.serial.series == j)
+        lag = np.abs(np.subtract.outer(t[rows], t[rows]))
+        value = np.ones(len(rows)) @ np.linalg.solve(np.sign(f_phi) ** lag * np.abs(f_phi) ** lag,
+                                                     np.ones(len(rows)))
+        total += value
+        if j in (0, 77):
+            assert eff.loc[(d.serial.series_levels[j], "exact"), "reml"] == pytest.approx(value)
+    assert eff.loc[("total", "exact"), "reml"] == pytest.approx(total)
+    # posterior predictive draws of the fitted rows: the noise is correlated along a series,
+    # ~phi^2 at lag 2 (the draws minus each draw's expected value are sigma times the noise)
+    noise = (fit.posterior_predict(seed=1) - fit.predict_draws()).values.reshape(-1, d.n_obs)
+    i, k = d.serial.first, d.serial.second
+    two = d.serial.lag == 2
+    corr = np.mean([np.corrcoef(noise[:, a], noise[:, b])[0, 1]
+                    for a, b in zip(i[two][:200], k[two][:200], strict=True)])
+    assert abs(corr - np.mean(fit.posterior["phi"].values ** 2)) < 0.03
+    assert ml.plots.compute.posterior_predictive(fit, draws=50, seed=1).shape == (50, d.n_obs)
+    # predictions need neither the time column nor a correlation-only column
+    new = pd.DataFrame({"age": [10.0, 12.0], "group": ["control", "patient"],
+                        "subject": ["100", "a new girl"]})
+    assert fit.predict(new).shape[0] == 2
+    draws_new = fit.posterior_predict(new.assign(subject="100", age=[10.0, 11.0]), seed=1)
+    assert draws_new.shape[-1] == 2
+    folder = Path(__import__("tempfile").mkdtemp())
+    page = ml.report.write_report(fit, folder / "ar1.html").read_text()
+    assert "Conditional effect of age" in page and "phi" in ml.report.text_summary(fit)
+    # save / load keeps phi, the series and every derived table
+    path = fit.save(folder / "ar1.nc")
     again = ml.load_fit(path)
-    assert again.spec == fit.spec and float(again.posterior["phi"].mean()) == pytest.approx(phi.mean())
+    assert again.spec == fit.spec
+    assert again.frequentist.phi == pytest.approx(fit.frequentist.phi)
+    np.testing.assert_array_equal(again.design.serial.lag, d.serial.lag)
+    pd.testing.assert_frame_equal(again.shrinkage(), fit.shrinkage())
+    pd.testing.assert_frame_equal(again.variance_components(), fit.variance_components())

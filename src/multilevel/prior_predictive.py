@@ -10,16 +10,20 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
 
 from multilevel import naming
 from multilevel.design import build_design, load_data
+from multilevel.design.serial import ar_noise
 from multilevel.errors import SpecError
 from multilevel.model import build_model, resolve_priors
+from multilevel.model.marginal import phi_rv
 from multilevel.spec.io import as_spec
 from multilevel.spec.model import ModelSpec
 
@@ -44,7 +48,8 @@ def prior_predictive(
     seed: int | None = None, family: str | None = None, missing: str = "error",
 ):
     """Prior and prior predictive draws (ArviZ data with ``prior``, ``prior_predictive`` and
-    ``observed_data`` groups) of the non-centered model with the spec's priors.
+    ``observed_data`` groups) of the non-centered model with the spec's priors; with
+    ``ar1``/``car1`` the residuals are correlated within series, with ``phi`` from its prior.
 
     Plot them against the data with :func:`multilevel.plots.plot_prior_predictive`.
 
@@ -60,13 +65,38 @@ def prior_predictive(
         raise SpecError(f"draws must be a positive integer, got {draws!r}.")
     spec = as_spec(spec, family)
     design = build_design(spec, df if df is not None else load_data(spec), missing=missing)
-    model = build_model(design, parameterization="noncentered", priors=resolve_priors(design))
+    priors = resolve_priors(design)
+    model = build_model(replace(design, serial=None), parameterization="noncentered", priors=priors)
     with model:
+        if design.serial is not None:
+            phi_rv(priors, design.serial.kind)
         idata = pm.sample_prior_predictive(draws=draws, random_seed=seed)
+    if design.serial is not None:
+        idata = _correlated_residuals(idata, design, seed)
     if design.trials is not None:
         idata["constant_data"] = xr.DataTree(
             xr.Dataset({"trials": (naming.OBS_DIM, design.trials)})
         )
     idata.attrs["multilevel_spec"] = spec.to_toml()
     idata.attrs["multilevel_response"] = naming.RESPONSE
+    return idata
+
+
+def _correlated_residuals(idata, design, seed: int | None):
+    """Replace the independent prior predictive residuals of an AR(1)/CAR(1) model by
+    residuals correlated within each series (each draw's ``phi`` from its prior)."""
+    prior = idata["prior"].to_dataset()
+    b = prior[naming.FIXED].transpose("chain", "draw", ...).to_numpy()
+    eta = b @ design.X.T
+    for g in design.groups:
+        u = prior[naming.effect_name(g.factor)].transpose("chain", "draw", ...).to_numpy()
+        eta = eta + np.einsum("nq,cdnq->cdn", g.Z, u[:, :, g.index])
+    sigma = prior[naming.SIGMA].transpose("chain", "draw").to_numpy()[..., None]
+    phi = prior[naming.PHI].transpose("chain", "draw").to_numpy()
+    ser = design.serial
+    z = np.random.default_rng(seed).standard_normal(eta.shape)
+    y = eta + sigma * ar_noise(ser.first, ser.second, ser.lag, phi, z)
+    pp = idata["prior_predictive"].to_dataset()
+    pp[naming.RESPONSE] = (pp[naming.RESPONSE].dims, y)
+    idata["prior_predictive"] = xr.DataTree(pp)
     return idata

@@ -103,6 +103,9 @@ def _reml_comparable(fits: list, refit: bool | None) -> bool:
     if refit:
         return False
     freqs = [getattr(f, "frequentist", f) for f in fits]
+    if refit is False and any(fr is None for fr in freqs):
+        raise DataError("refit=False compares the fits' REML likelihoods, but a fit has no "
+                        "frequentist part: fit it with frequentist=True.")
     same = (all(fr is not None and fr.method == "REML" for fr in freqs)
             and len({tuple(fr.beta.index) for fr in freqs}) == 1
             and all(fr.spec.se is None for fr in freqs))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from formulae import design_matrices
-from scipy import stats
+from scipy import sparse, stats
 
 from multilevel import naming
 from multilevel.course.data import (
@@ -298,14 +298,22 @@ def group_effect_errors(fit, group: str | None = None) -> pd.DataFrame:
 def serial_effective_n(fit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     r"""Effective sample size of every series of an AR(1)/CAR(1) model, and in total.
 
-    The course's formula (:func:`~multilevel.course.ar1_effective_n`): a series of :math:`n`
-    measurements with autocorrelation :math:`\rho` carries about as much information on its
-    mean as :math:`n (1 - \rho)/(1 + \rho)` independent ones, because :math:`\operatorname{Var}
-    (\bar Y) = \sigma^2/n \cdot (1+\rho)/(1-\rho)`. ``rho`` is the model's ``phi`` per posterior
-    draw (and the REML/ML estimate); the formula assumes unit time steps.
+    Two rows per series:
 
-    Columns: series (the level, and ``'total'``), n, the posterior summary of the effective n,
-    and the frequentist value.
+    * ``exact``: :math:`\mathbf 1' R_j(\phi)^{-1} \mathbf 1`, the number of independent
+      measurements that would estimate the series' mean as precisely (the generalised least
+      squares mean has variance :math:`\sigma^2 / \mathbf 1'R_j^{-1}\mathbf 1`), for the
+      series' actual time gaps;
+    * ``formula``: the course's :math:`n (1 - \rho)/(1 + \rho)`
+      (:func:`~multilevel.course.ar1_effective_n`, from :math:`\operatorname{Var}(\bar Y) =
+      \sigma^2/n \cdot (1+\rho)/(1-\rho)` for equally spaced measurements), with
+      :math:`\rho` the correlation of consecutive measurements, :math:`\phi^{d}` averaged
+      over the series' time steps :math:`d` (``phi`` is per time unit: Blackmore's ages are
+      mostly two years apart, so :math:`\rho \approx \phi^2`). Both agree for long, equally
+      spaced series.
+
+    Per posterior draw of ``phi`` (and at the REML/ML estimate). Columns: series (the level,
+    and ``'total'``), n, stat, the posterior summary and the frequentist value.
     """
     ser = fit.design.serial
     if ser is None:
@@ -316,11 +324,37 @@ def serial_effective_n(fit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     phi = draws_of(fit.posterior, naming.PHI)
     freq = getattr(fit.frequentist, "phi", None)
     sizes = ser.series_sizes()
-    labels = list(ser.series_levels) + ["total"]
+    n_series = len(sizes)
+    pair_series = ser.series[ser.first]
+    pairs_per = np.bincount(pair_series, minlength=n_series)
+    onehot = sparse.csr_matrix((np.ones(len(pair_series)), (np.arange(len(pair_series)),
+                                pair_series)), shape=(len(pair_series), n_series))
+
+    def per_series(values: np.ndarray, fn) -> np.ndarray:  # sum of fn(r) over each series' pairs
+        v = np.asarray(values, dtype=float).reshape(-1, 1)
+        r = np.sign(v) ** ser.lag * np.abs(v) ** ser.lag
+        return np.asarray(onehot.T @ fn(r).T).T.reshape(np.shape(values) + (n_series,))
+
+    def exact(values: np.ndarray) -> np.ndarray:  # 1'R^-1 1 = n - 2 sum r / (1 + r)
+        return sizes - 2.0 * per_series(values, lambda r: r / (1.0 + r))
+
+    def formula(values: np.ndarray) -> np.ndarray:
+        rho = per_series(values, lambda r: r) / np.maximum(pairs_per, 1)  # one row: rho = 0
+        return ar1_effective_n(rho, sizes)
+
+    labels = [*ser.series_levels, "total"]
     rows = []
-    for label, n in zip(labels, [*sizes, sizes.sum()], strict=True):
-        row = {"series": label, "n": int(n), **describe(ar1_effective_n(phi, n), prob)}
+    for stat, fn in (("exact", exact), ("formula", formula)):
+        draws = fn(phi)
+        draws = np.concatenate([draws, draws.sum(axis=-1, keepdims=True)], axis=-1)
+        at = None
         if freq is not None:
-            row[fit.method] = float(ar1_effective_n(freq, n))
-        rows.append(row)
+            at = fn(np.array(freq))
+            at = np.append(at, at.sum())
+        for k, label in enumerate(labels):
+            row = {"series": label, "n": int(sizes[k] if k < n_series else sizes.sum()),
+                   "stat": stat, **describe(draws[..., k], prob)}
+            if at is not None:
+                row[fit.method] = float(at[k])
+            rows.append(row)
     return pd.DataFrame(rows)

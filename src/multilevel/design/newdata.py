@@ -112,6 +112,10 @@ def predictor_columns(design: Design, *, groups: bool = True) -> list[str]:
     skip = {spec.response, spec.trials, spec.failures, spec.se}
     if not groups:  # grouping columns, unless a term also reads them
         skip |= {c for g in spec.groups for c in g.columns} - predictor_inputs(spec)
+    if spec.correlation is not None:  # the residuals' time and series: not predictors
+        corr = spec.correlation
+        skip |= ({corr.time, *corr.columns} - predictor_inputs(spec)
+                 - {c for g in spec.groups for c in g.columns if groups})
     return [c for c in used_columns(spec) if c not in skip]
 
 

@@ -48,7 +48,17 @@ from multilevel.design.types import Design, SerialDesign
 from multilevel.errors import DataError
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["SerialDesign", "SerialStats", "inverse_weighted_cross", "serial_design", "serial_stats"]
+__all__ = [
+    "SerialDesign",
+    "SerialStats",
+    "ar_noise",
+    "inverse_weighted_cross",
+    "serial_design",
+    "serial_pairs_of",
+    "serial_stats",
+    "series_pairs",
+    "series_times",
+]
 
 
 def serial_design(spec: ModelSpec, frame: pd.DataFrame, series: tuple[np.ndarray, tuple[str, ...]],
@@ -72,40 +82,8 @@ def serial_design(spec: ModelSpec, frame: pd.DataFrame, series: tuple[np.ndarray
     term = corr.to_formula()
     series, levels = series
     group_index_, group_levels = groups
-    raw = frame[corr.time]
-    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
-        raise DataError(
-            f"The time column {corr.time!r} of {term} must be numeric, got dtype {raw.dtype}: "
-            "convert it, e.g. df[col] = pd.to_numeric(df[col])."
-        )
-    t = raw.to_numpy(dtype=float)
-    if corr.kind == "ar1":
-        frac = t != np.trunc(t)
-        if frac.any():
-            warnings.warn(
-                f"{term}: {int(frac.sum())} of {len(t)} times in {corr.time!r} are not whole "
-                f"numbers (e.g. {t[frac][0]:g}); as nlme's corAR1 does, they are truncated to "
-                f"integers ({t[frac][0]:g} -> {np.trunc(t[frac][0]):g}) and the lag is their "
-                f"difference. For correlation phi^|t - t'| in real time use "
-                f"car1({corr.time} | {corr.group}).",
-                UserWarning, stacklevel=4,
-            )
-        t = np.trunc(t)
-    order = np.lexsort((t, series))
-    s_sorted, t_sorted = series[order], t[order]
-    same = s_sorted[1:] == s_sorted[:-1]
-    dup = same & (t_sorted[1:] == t_sorted[:-1])
-    if dup.any():
-        k = int(np.flatnonzero(dup)[0])
-        what = "integer time" if corr.kind == "ar1" else "time"
-        raise DataError(
-            f"Series {levels[s_sorted[k]]!r} of {term} has two rows at {what} "
-            f"{t_sorted[k]:g} (rows {int(order[k])} and {int(order[k + 1])} of the data used): "
-            "each time may occur once per series. Aggregate the repeats, or give each series "
-            "its own level." + (" nlme's corAR1 truncates times to integers; car1() keeps "
-                                "them." if corr.kind == "ar1" else "")
-        )
-    first, second = order[:-1][same], order[1:][same]
+    t = series_times(frame[corr.time], corr.kind, term, warn=True)
+    first, second = series_pairs(t, series, levels, corr.kind, term)
     owner = np.full(len(levels), -1)
     owner[series] = group_index_
     if np.any(owner[series] != group_index_):
@@ -116,10 +94,87 @@ def serial_design(spec: ModelSpec, frame: pd.DataFrame, series: tuple[np.ndarray
             f"within one group. Group the series by the model's grouping factor or by a "
             f"factor nested in it."
         )
+    if len(first) == 0:
+        raise DataError(
+            f"No series of {term} has two rows: the autocorrelation phi has nothing to be "
+            "estimated from. Check the grouping column of the term, or drop it."
+        )
     return SerialDesign(
         kind=corr.kind, time_column=corr.time, time=t, series=series, series_levels=levels,
         first=first, second=second, lag=t[second] - t[first], pair_group=group_index_[first],
     )
+
+
+def series_times(raw: pd.Series, kind: str, term: str, *, warn: bool) -> np.ndarray:
+    """The times of a correlation term as floats, truncated to integers for ``ar1`` (with a
+    warning when that changes a value and ``warn``); a clear error for non-numeric times."""
+    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_timedelta64_dtype(raw):
+        raise DataError(
+            f"The time column {raw.name!r} of {term} holds dates or durations: convert them to "
+            "a number in the unit of one lag, e.g. days since the first visit, "
+            "(df[col] - df[col].min()).dt.days (nanoseconds would make every lag huge)."
+        )
+    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        raise DataError(
+            f"The time column {raw.name!r} of {term} must be numeric, got dtype {raw.dtype}: "
+            "convert it, e.g. df[col] = pd.to_numeric(df[col])."
+        )
+    t = raw.to_numpy(dtype=float)
+    if kind != "ar1":
+        return t
+    frac = t != np.trunc(t)
+    if frac.any() and warn:
+        warnings.warn(
+            f"{term}: {int(frac.sum())} of {len(t)} times in {raw.name!r} are not whole "
+            f"numbers (e.g. {t[frac][0]:g}); as nlme's corAR1 does, they are truncated to "
+            f"integers ({t[frac][0]:g} -> {np.trunc(t[frac][0]):g}) and the lag is their "
+            f"difference. For correlation phi^|t - t'| in real time use "
+            f"{term.replace('ar1(', 'car1(', 1)}.",
+            UserWarning, stacklevel=5,
+        )
+    return np.trunc(t)
+
+
+def series_pairs(t: np.ndarray, series: np.ndarray, levels, kind: str,
+                 term: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(first, second)`` of every consecutive pair in time order within each series;
+    an error naming the series when a time repeats."""
+    order = np.lexsort((t, series))
+    s_sorted, t_sorted = series[order], t[order]
+    same = s_sorted[1:] == s_sorted[:-1]
+    dup = same & (t_sorted[1:] == t_sorted[:-1])
+    if dup.any():
+        k = int(np.flatnonzero(dup)[0])
+        what = "integer time" if kind == "ar1" else "time"
+        raise DataError(
+            f"Series {levels[s_sorted[k]]!r} of {term} has two rows at {what} "
+            f"{t_sorted[k]:g} (rows {int(order[k])} and {int(order[k + 1])} of the data used): "
+            "each time may occur once per series. Aggregate the repeats, or give each series "
+            "its own level." + (" nlme's corAR1 truncates times to integers; car1() keeps "
+                                "them." if kind == "ar1" else "")
+        )
+    return order[:-1][same], order[1:][same]
+
+
+def ar_noise(first: np.ndarray, second: np.ndarray, lag: np.ndarray, phi, z: np.ndarray) -> np.ndarray:
+    """Unit-variance AR(1)/CAR(1) noise from standard normal ``z`` ``(..., n)``: along each
+    consecutive pair in time order ``e_k = r e_i + sqrt(1 - r^2) z_k``, ``r = phi^lag``
+    (``phi`` a scalar or ``(...)``, one per row of ``z``).
+
+    Examples
+    --------
+    >>> e = ar_noise(np.array([0]), np.array([1]), np.array([2.0]), -0.5,
+    ...              np.random.default_rng(0).standard_normal((20000, 2)))
+    >>> round(float(np.corrcoef(e.T)[0, 1]), 2)  # (-0.5)^2
+    0.25
+    """
+    e = np.array(z, dtype=float, copy=True)
+    phi = np.asarray(phi, dtype=float)[..., None]
+    r = np.sign(phi) ** lag * np.abs(phi) ** lag  # (..., pairs)
+    scale = np.sqrt(1.0 - r**2)
+    for p, (i, k) in enumerate(zip(first, second, strict=True)):  # in time order
+        e[..., k] = r[..., p] * e[..., i] + scale[..., p] * e[..., k]
+    return e
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,9 +226,12 @@ def serial_stats(design: Design) -> SerialStats:
 
 
 def inverse_weighted_cross(ser: SerialDesign, index: np.ndarray, n_groups: int, a: np.ndarray,
-                           b: np.ndarray, phi: np.ndarray | float) -> np.ndarray:
+                           b: np.ndarray, phi: np.ndarray | float,
+                           pair_index: np.ndarray | None = None) -> np.ndarray:
     """Per group ``a_j' R_j(phi)^-1 b_j`` (module docstring) for one ``phi`` or a vector of
-    them: ``(n_groups, a_cols, b_cols)``, or ``(len(phi), n_groups, ...)``.
+    them: ``(n_groups, a_cols, b_cols)``, or ``(len(phi), n_groups, ...)``. ``index`` gives
+    each row's group and ``pair_index`` each pair's (default: the grouping level,
+    ``ser.pair_group``; ``ser.series[ser.first]`` with ``index=ser.series`` for series).
 
     Examples
     --------
@@ -199,5 +257,29 @@ def inverse_weighted_cross(ser: SerialDesign, index: np.ndarray, n_groups: int, 
     cross = a[i, :, None] * b[k, None, :] + a[k, :, None] * b[i, None, :]
     out = np.broadcast_to(plain, (len(phis),) + plain.shape).copy()
     for s in range(len(phis)):
-        np.add.at(out[s], ser.pair_group, f[s, :, None, None] * diag - g[s, :, None, None] * cross)
+        np.add.at(out[s], ser.pair_group if pair_index is None else pair_index,
+                  f[s, :, None, None] * diag - g[s, :, None, None] * cross)
     return out if np.ndim(phi) else out[0]
+
+
+def serial_pairs_of(design: Design, frame: pd.DataFrame | None) -> tuple[np.ndarray, ...] | None:
+    """``(first, second, lag)`` of the rows of ``frame`` (the fitted rows when None) for
+    simulating correlated residuals; None when the model has no correlation term or ``frame``
+    lacks its time or series columns (its rows are then separate series)."""
+    ser = design.serial
+    if ser is None:
+        return None
+    if frame is None:
+        return ser.first, ser.second, ser.lag
+    corr = design.spec.correlation
+    cols = [corr.time, *corr.columns]
+    if not set(cols) <= set(frame.columns):
+        return None
+    t = series_times(frame[corr.time], ser.kind, corr.to_formula(), warn=False)
+    if not np.isfinite(t).all():
+        raise DataError(f"Column {corr.time!r} of newdata has missing or infinite times: the "
+                        "residuals of a series follow its times, so give every row one.")
+    keys = frame[list(corr.columns)].astype(str).agg(":".join, axis=1)
+    series, levels = pd.factorize(keys)
+    first, second = series_pairs(t, series, tuple(levels), ser.kind, corr.to_formula())
+    return first, second, t[second] - t[first]

@@ -39,6 +39,7 @@ from multilevel.engine.problem import (
     factor_variables,
     shifted_beta,
 )
+from multilevel.errors import SpecError
 from multilevel.model.priors import ResolvedPriors
 
 __all__ = ["Factor", "MarginalProblem", "marginal_problem"]
@@ -131,6 +132,9 @@ def marginal_problem(design: Design, priors: ResolvedPriors,
                      stats: SufficientStats | NestedStats | None = None) -> MarginalProblem:
     """Encode the design's sufficient statistics (computed here unless given; see
     :func:`multilevel.design.statistics.marginal_statistics`) and priors for the kernel."""
+    if design.serial is not None:
+        raise SpecError("A design with correlated residuals is encoded by "
+                        "multilevel.engine.serial.serial_problem, not marginal_problem.")
     stats = marginal_statistics(design) if stats is None else stats
     pos = nesting(design)
     groups = [design.groups[0]] if pos is None else [design.groups[k] for k in pos]

@@ -40,7 +40,8 @@ def sample_model(model: pm.Model, settings: SamplerSettings, *, progressbar: boo
     """Sample ``model`` with NUTS from PyMC's initial point (or ``initvals`` for some of the
     variables); returns ArviZ data (an ``xarray.DataTree``)."""
     kwargs = sampler_kwargs(settings, progressbar=progressbar)
-    if initvals:
+    if initvals:  # a chosen start: no jitter away from it
         kwargs["initvals"] = initvals
+        kwargs["init"] = "adapt_diag"
     with model:
         return pm.sample(**kwargs)

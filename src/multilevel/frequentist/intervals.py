@@ -43,6 +43,7 @@ from scipy import optimize, stats
 from scipy.special import expit
 
 from multilevel.design import Design
+from multilevel.design.serial import ar_noise
 from multilevel.errors import SpecError
 from multilevel.frequentist.deviance import GaussianDeviance, VarLayout, glmm_deviance, hessian
 from multilevel.frequentist.serial_deviance import SerialGaussianDeviance
@@ -341,15 +342,12 @@ def _simulate(fit: FrequentistFit, rng: np.random.Generator) -> np.ndarray:
 
 def _residuals(design: Design, phi: float | None, rng: np.random.Generator) -> np.ndarray:
     """Standard normal residuals, AR(1)/CAR(1)-correlated within each series when ``phi`` is
-    given: ``e_k = r e_i + sqrt(1 - r^2) z_k`` along each consecutive pair, ``r = phi^lag``."""
-    e = rng.standard_normal(design.n_obs)
+    given (:func:`multilevel.design.serial.ar_noise`)."""
+    z = rng.standard_normal(design.n_obs)
     if phi is None:
-        return e
+        return z
     ser = design.serial
-    r = np.sign(phi) ** ser.lag * np.abs(phi) ** ser.lag
-    for i, k, rk in zip(ser.first, ser.second, r, strict=True):  # pairs in time order
-        e[k] = rk * e[i] + np.sqrt(1.0 - rk * rk) * e[k]
-    return e
+    return ar_noise(ser.first, ser.second, ser.lag, phi, z)
 
 
 def _refit(fit: FrequentistFit):

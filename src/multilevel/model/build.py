@@ -60,6 +60,11 @@ def build_model(
     coords[naming.OBS_DIM] = list(range(design.n_obs))
     if parameterization == "marginal":
         return build_marginal_model(design, priors, coords, stats)
+    if design.serial is not None:
+        raise SpecError(
+            f"{design.spec.correlation.to_formula()} is defined for the marginal model only "
+            "(parameterization='marginal'): the group effects are integrated out."
+        )
     if parameterization not in ("noncentered", "centered"):
         raise SpecError(
             f"Unknown parameterization {parameterization!r}: use 'noncentered', 'centered' or "

@@ -33,6 +33,7 @@ from scipy.stats import rankdata
 
 from multilevel import naming
 from multilevel.design import GroupDesign
+from multilevel.design.serial import ar_noise, serial_pairs_of
 from multilevel.results.core import draws_of
 from multilevel.results.tables import (
     icc_draws,
@@ -66,11 +67,12 @@ def resolve_group(fit: HierarchicalFit, group: str | None) -> GroupDesign:
 
 
 def hyperparameter_names(fit: HierarchicalFit) -> list[str]:
-    """PyMC names of the hyperparameters present in the posterior: b, sd_*, cor_*, sigma."""
+    """PyMC names of the hyperparameters present in the posterior: b, sd_*, cor_*, sigma,
+    phi."""
     names = [naming.FIXED]
     for g in fit.design.groups:
         names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
-    names.append(naming.SIGMA)
+    names += [naming.SIGMA, naming.PHI]
     return [name for name in names if name in fit.posterior]
 
 
@@ -96,7 +98,7 @@ def hyperparameter_draws(
         arr = draws_of(post, name)
         if name == naming.FIXED:
             out.update({f"b[{t}]": arr[..., j] for j, t in enumerate(fit.design.fixed_names)})
-        elif name == naming.SIGMA:
+        elif name in (naming.SIGMA, naming.PHI):
             out[name] = arr
         else:
             g = next(g for g in fit.design.groups if name in (naming.sd_name(g.factor),
@@ -164,7 +166,7 @@ def _frequentist_lookup(fit: HierarchicalFit) -> tuple[dict, dict, dict]:
 
 
 def variance_draws(fit: HierarchicalFit, *, icc: bool = True) -> list[VarianceDraws]:
-    """Every group sd and correlation, the residual sd, and every ICC.
+    """Every group sd and correlation, the residual sd (and ``phi``), and every ICC.
 
     Labels (group, term, stat) match :meth:`HierarchicalFit.variance_components`; the ICC rows
     are ``(group, type, 'icc')`` for every ICC of :meth:`HierarchicalFit.icc` (adjusted,
@@ -189,10 +191,11 @@ def variance_draws(fit: HierarchicalFit, *, icc: bool = True) -> list[VarianceDr
                     key = (g.factor, term, "cor")
                     out.append(VarianceDraws(g.factor, term, "cor", cor[..., a, c],
                                              vc.get(key, nan), intervals.get(key, none)))
-    if naming.SIGMA in post:
-        key = ("Residual", "", "sd")
-        out.append(VarianceDraws("Residual", "", "sd", draws_of(post, naming.SIGMA),
-                                 vc.get(key, nan), intervals.get(key, none)))
+    for name, stat in ((naming.SIGMA, "sd"), (naming.PHI, "phi")):
+        if name in post:
+            key = ("Residual", "", stat)
+            out.append(VarianceDraws("Residual", "", stat, draws_of(post, name),
+                                     vc.get(key, nan), intervals.get(key, none)))
     if icc:
         for labels, draws in icc_draws(post, fit.design):
             factor, kind = str(labels["group"]), str(labels["type"])
@@ -220,7 +223,8 @@ def posterior_predictive(
 ) -> np.ndarray:
     """Replicated responses ``(draws, n_obs)`` at randomly chosen posterior draws.
 
-    Gaussian: ``Normal(eta, sigma)``; binomial: success counts out of the design's trials;
+    Gaussian: ``Normal(eta, sigma)`` (AR(1)/CAR(1)-correlated within series for ``ar1`` /
+    ``car1`` models); binomial: success counts out of the design's trials;
     Bernoulli: 0/1. ``draws`` larger than the posterior takes every draw once.
 
     Examples
@@ -243,7 +247,11 @@ def posterior_predictive(
         return rng.normal(eta, fit.design.se[None, :])
     if not fit.spec.is_logistic:
         sigma = draws_of(post, naming.SIGMA).reshape(-1)[keep]
-        return rng.normal(eta, sigma[:, None])
+        noise = rng.standard_normal(eta.shape)
+        pairs = serial_pairs_of(fit.design, None)
+        if pairs is not None:  # AR(1)/CAR(1) residuals: correlated within each series
+            noise = ar_noise(*pairs, draws_of(post, naming.PHI).reshape(-1)[keep], noise)
+        return eta + sigma[:, None] * noise
     trials = fit.design.trials if fit.design.trials is not None else np.ones(fit.design.n_obs)
     return rng.binomial(trials.astype(np.int64), expit(eta)).astype(float)
 

@@ -82,7 +82,8 @@ def plot_variance(
             ax.axvspan(*p.interval, color="0.5", alpha=0.15, lw=0, gid="frequentist_interval",
                        label=f"{label} 95% profile CI")
         ax.set_title(p.title)
-        ax.set_xlabel("correlation" if p.stat == "cor" else "ICC" if p.stat == "icc" else "sd")
+        ax.set_xlabel({"cor": "correlation", "icc": "ICC", "phi": "autocorrelation phi"}.get(
+            p.stat, "sd"))
         ax.set_yticks([])
         ax.legend(fontsize="x-small")
     for ax in flat[n:]:

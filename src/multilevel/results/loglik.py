@@ -5,11 +5,15 @@ The conditional log-likelihood given the group effects, ``log p(y_i | beta, u, s
 logit^-1 eta_i)`` with ``eta_i = x_i' beta + sum_k z_ik' u_{k, j_k(i)}``. For the marginal
 parameterization the ``u`` draws are the exact conditional draws, so this is the same quantity
 for every parameterization. With AR(1)/CAR(1) residuals the rows of a series are not
-independent given ``u``; row ``k`` then contributes its one-step-ahead (innovation) density
-``N(e_k | r e_i, sigma^2 (1 - r^2))`` given the previous row ``i`` of its series (``r =
-phi^lag``; the first row of a series ``N(e | 0, sigma^2)``), whose sum over the rows is the
-joint conditional log-likelihood. It feeds PSIS-LOO (:func:`arviz.loo`) and power-scaling sensitivity
-(:func:`arviz.psense`).
+independent given ``u``, so each row's term is its density given *all the other rows of its
+series* (Buerkner, Gabry and Vehtari 2020, leave-one-out for non-factorized models): with the
+tridiagonal precision ``R^-1 / sigma^2`` (:mod:`multilevel.design.serial`), ``e_k | e_-k ~
+N((g_p e_p + g_n e_n) / c, sigma^2 / c)``, ``c = 1 + f_p + f_n``, from the pairs with the
+previous (``p``) and next (``n``) row, ``f = r^2/(1 - r^2)``, ``g = r/(1 - r^2)``, ``r =
+phi^lag``. PSIS-LOO of these terms is leave-one-observation-out; their sum is not the joint
+log-likelihood (power-scaling uses the marginal one, :mod:`multilevel.results.sensitivity`).
+The terms feed PSIS-LOO (:func:`arviz.loo`) and, for non-marginal fits, power-scaling
+sensitivity (:func:`arviz.psense`).
 
 Examples
 --------
@@ -68,14 +72,20 @@ def pointwise_log_likelihood(fit: FitRecord) -> np.ndarray:
 
 
 def _innovations(design, resid: np.ndarray, sigma: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """``(chain, draw, obs)`` one-step-ahead log densities of AR(1)/CAR(1) residuals."""
+    """``(chain, draw, obs)`` log density of each AR(1)/CAR(1) residual given the other rows
+    of its series (module docstring)."""
     ser = design.serial
     lag = ser.lag[None, None, :]
     r = np.sign(phi)[..., None] ** lag * np.abs(phi)[..., None] ** lag
-    out = _gaussian(resid, 0.0, sigma)
+    f, g = r**2 / (1 - r**2), r / (1 - r**2)
     i, k = ser.first, ser.second
-    out[..., k] = _gaussian(resid[..., k], r * resid[..., i], sigma * np.sqrt(1.0 - r**2))
-    return out
+    c = np.ones(resid.shape)
+    num = np.zeros(resid.shape)
+    c[..., k] += f  # the pair (i, k): k's previous row is i, i's next row is k
+    c[..., i] += f
+    num[..., k] += g * resid[..., i]
+    num[..., i] += g * resid[..., k]
+    return _gaussian(resid, num / c, sigma / np.sqrt(c))
 
 
 def with_log_likelihood(fit: FitRecord):

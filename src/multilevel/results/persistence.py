@@ -110,6 +110,11 @@ def data_fingerprint(design: Design) -> str:
         add([g.factor, list(g.levels), list(g.term_names), g.correlated, g.intercept])
         add(g.index)
         add(g.Z)
+    if design.serial is not None:  # the series and times define the residual correlation
+        ser = design.serial
+        add([ser.kind, ser.time_column, list(ser.series_levels)])
+        add(ser.time)
+        add(ser.series)
     return h.hexdigest()
 
 

@@ -46,6 +46,7 @@ import xarray as xr
 
 from multilevel import naming
 from multilevel.design.newdata import NEW_LEVELS, NewDesign, check_scale, new_design
+from multilevel.design.serial import ar_noise, serial_pairs_of
 from multilevel.errors import DataError, SpecError
 from multilevel.results.core import DEFAULT_PROB, draws_of
 from multilevel.results.rowstats import combine_rows, summarize_rows
@@ -246,7 +247,9 @@ def posterior_predict(
     seed: int | np.random.Generator | None = None,
 ) -> xr.DataArray:
     """``(chain, draw, obs)`` draws of new observations: the expected value plus residual
-    noise ``N(0, sigma_s)`` (Gaussian; the newdata's known standard errors for ``y | se(s)``
+    noise ``N(0, sigma_s)`` (Gaussian; with ``ar1``/``car1`` correlated along each series of
+    the rows in time order when they carry the time and series columns, else independent; the
+    newdata's known standard errors for ``y | se(s)``
     when it holds that column, else none: the true effect of a new study), or
     ``Binomial(trials, p_s)`` / ``Bernoulli(p_s)`` for logistic models."""
     rng = np.random.default_rng(seed)
@@ -259,7 +262,11 @@ def posterior_predict(
         values = mean if nd.se is None else mean + rng.standard_normal(mean.shape) * nd.se
     else:
         sigma = _flat(fit.posterior, naming.SIGMA)[:, None]
-        values = mean + rng.standard_normal(mean.shape) * sigma
+        noise = rng.standard_normal(mean.shape)
+        pairs = serial_pairs_of(fit.design, newdata)
+        if pairs is not None:  # AR(1)/CAR(1): correlated within each series of the rows
+            noise = ar_noise(*pairs, _flat(fit.posterior, naming.PHI), noise)
+        values = mean + noise * sigma
     return pred.as_array(values, fit.spec.response)
 
 

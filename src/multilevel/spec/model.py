@@ -204,7 +204,7 @@ class ModelSpec:
                 f"{term} is supported with one grouping factor; this model has "
                 f"{len(self.groups)} ({', '.join(g.factor for g in self.groups)})."
             )
-        if corr.time == self.response or corr.time in self.groups[0].columns:
+        if corr.time == self.response or corr.time in self.groups[0].columns + corr.columns:
             raise SpecError(
                 f"The time column {corr.time!r} of {term} is the response or a grouping column: "
                 "name the column of measurement times."
