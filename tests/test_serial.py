@@ -158,7 +158,7 @@ def test_marginal_loglik_equals_dense_mvn(blackmore, term, phi):
     beta = np.array([0.3, 0.04, -0.7, 0.09])
     lam = np.array([[0.5, 0.0], [-0.02, 0.05]])
     ours = serial_loglik_draws(beta[None], lam[None], np.array([0.45]), np.array([phi]),
-                               *st.kernel_args(), st.q, st.n_total)[0]
+                               *st.kernel_args(), st.n_total)[0]
     assert abs(ours - _dense_loglik(d, beta, lam, 0.45, phi)) < 1e-10 * abs(ours)
 
 
@@ -191,7 +191,7 @@ def test_pymc_definition_equals_kernel(blackmore, term, phi):
     beta, lam = np.array([0.3, 0.04, -0.7, 0.09]), np.array([[0.4, 0.0], [0.01, 0.05]])
     graph = serial_marginal_loglik(st, beta, lam, 0.5, phi).eval()
     kernel = serial_loglik_draws(beta[None], lam[None], np.array([0.5]), np.array([phi]),
-                                 *st.kernel_args(), st.q, st.n_total)[0]
+                                 *st.kernel_args(), st.n_total)[0]
     assert abs(graph - kernel) < 1e-9 * abs(kernel)
     model = build_model(d, parameterization="marginal", priors=resolve_priors(d))
     assert "phi" in model.named_vars
@@ -204,7 +204,7 @@ def test_recovery_at_zero_noise_is_the_blup(blackmore):
     beta, lam = np.array([0.35, 0.04, -0.75, 0.09]), np.array([[0.3, 0], [0.01, 0.04]])
     sigma, phi = 0.47, -0.6
     u = serial_recover_draws(beta[None], lam[None], np.array([sigma]), np.array([phi]),
-                             *st.kernel_args(), st.q, np.zeros((1, g.n_levels, g.n_terms)))[0]
+                             *st.kernel_args(), np.zeros((1, g.n_levels, g.n_terms)))[0]
     t = d.serial.time
     for j in (0, 57, 200):
         rows = np.flatnonzero(g.index == j)

@@ -21,8 +21,9 @@ So every cross-product the marginal likelihood needs (:mod:`multilevel.model.mar
 the stacked rows :math:`v_i = (z_i, x_i, y_i)`, is a fixed combination of sums that do not
 depend on :math:`\phi`: per grouping level :math:`S_j = \sum_i v_i v_i'`, and per (level, lag)
 *cell* the sums :math:`D = \sum (v_i v_i' + v_k v_k')` and :math:`C = \sum (v_i v_k' + v_k v_i')`
-over its pairs (:class:`SerialStats`). Evaluating the likelihood at a new :math:`\phi` costs
-O(cells), not O(rows).
+over its pairs (:class:`SerialStats`; only the rows of :math:`z` per level, the :math:`(x, y)`
+block per lag). Evaluating the likelihood at a new :math:`\phi` costs O(cells q m), not
+O(rows).
 
 Examples
 --------
@@ -180,48 +181,67 @@ def ar_noise(first: np.ndarray, second: np.ndarray, lag: np.ndarray, phi, z: np.
 @dataclass(frozen=True, eq=False)
 class SerialStats:
     """Sums of the stacked rows ``v = (z, x, y)`` that give every ``R^-1``-weighted
-    cross-product at any ``phi`` (module docstring): per grouping level ``s0`` ``(G, m, m)``,
-    and per (level, lag) cell its level, lag, number of pairs and the sums ``d`` and ``c``
-    ``(K, m, m)``; ``q`` and ``p`` split ``m = q + p + 1``."""
+    cross-product at any ``phi`` (module docstring). The marginal likelihood needs the rows of
+    ``z`` per grouping level but the ``(x, y)`` block only summed over all levels, so:
+
+    * ``s0z`` ``(G, q, m)``: per level the plain sums ``sum z v'``; ``s0x`` ``(p+1, p+1)``: the
+      plain ``(x, y)`` block over all rows;
+    * per (level, lag) cell its level, the index of its lag in ``lags`` and the pair sums
+      ``dz``, ``cz`` ``(K, q, m)`` (the ``z`` rows of ``D`` and ``C``);
+    * per distinct lag its value, number of pairs and the ``(x, y)`` blocks of ``D`` and ``C``
+      summed over levels ``(L, p+1, p+1)``.
+    """
 
     kind: str
-    s0: np.ndarray
+    s0z: np.ndarray
+    s0x: np.ndarray
     cell_group: np.ndarray
-    cell_lag: np.ndarray
-    cell_count: np.ndarray
-    cell_d: np.ndarray
-    cell_c: np.ndarray
+    cell_lag_index: np.ndarray
+    cell_dz: np.ndarray
+    cell_cz: np.ndarray
+    lags: np.ndarray
+    lag_count: np.ndarray
+    lag_dx: np.ndarray
+    lag_cx: np.ndarray
     q: int
     p: int
     n_total: float
 
     def kernel_args(self) -> tuple:
         """The arrays in the compiled kernels' order."""
-        return (self.s0, self.cell_group, self.cell_lag, self.cell_count, self.cell_d,
-                self.cell_c)
+        return (self.s0z, self.s0x, self.cell_group, self.cell_lag_index, self.cell_dz, self.cell_cz,
+                self.lags, self.lag_count, self.lag_dx, self.lag_cx)
 
 
 def serial_stats(design: Design) -> SerialStats:
     """One pass over the rows and pairs: the :class:`SerialStats` of a design with one grouping
     factor and a correlation term."""
     g, ser = design.groups[0], design.serial
+    q = g.n_terms
     v = np.column_stack([g.Z, design.X, design.y])
-    m = v.shape[1]
-    s0 = np.zeros((g.n_levels, m, m))
-    np.add.at(s0, g.index, v[:, :, None] * v[:, None, :])
+    z, xy = v[:, :q], v[:, q:]
+    s0z = np.zeros((g.n_levels, q, v.shape[1]))
+    np.add.at(s0z, g.index, z[:, :, None] * v[:, None, :])
     a, b = v[ser.first], v[ser.second]
     key = np.column_stack([ser.pair_group.astype(float), ser.lag])
     uniq, cell = np.unique(key, axis=0, return_inverse=True)
     cell = cell.ravel()
-    n_cells = uniq.shape[0]
-    d = np.zeros((n_cells, m, m))
-    c = np.zeros((n_cells, m, m))
-    np.add.at(d, cell, a[:, :, None] * a[:, None, :] + b[:, :, None] * b[:, None, :])
-    np.add.at(c, cell, a[:, :, None] * b[:, None, :] + b[:, :, None] * a[:, None, :])
+    dz = np.zeros((uniq.shape[0], q, v.shape[1]))
+    cz = np.zeros_like(dz)
+    np.add.at(dz, cell, a[:, :q, None] * a[:, None, :] + b[:, :q, None] * b[:, None, :])
+    np.add.at(cz, cell, a[:, :q, None] * b[:, None, :] + b[:, :q, None] * a[:, None, :])
+    lags, lag_of = np.unique(ser.lag, return_inverse=True)
+    ax, bx = a[:, q:], b[:, q:]
+    dx = np.zeros((len(lags), xy.shape[1], xy.shape[1]))
+    cx = np.zeros_like(dx)
+    np.add.at(dx, lag_of, ax[:, :, None] * ax[:, None, :] + bx[:, :, None] * bx[:, None, :])
+    np.add.at(cx, lag_of, ax[:, :, None] * bx[:, None, :] + bx[:, :, None] * ax[:, None, :])
     return SerialStats(
-        kind=ser.kind, s0=s0, cell_group=uniq[:, 0].astype(np.int64), cell_lag=uniq[:, 1].copy(),
-        cell_count=np.bincount(cell, minlength=n_cells).astype(float), cell_d=d, cell_c=c,
-        q=g.n_terms, p=design.X.shape[1], n_total=float(design.n_obs),
+        kind=ser.kind, s0z=s0z, s0x=xy.T @ xy, cell_group=uniq[:, 0].astype(np.int64),
+        cell_lag_index=np.searchsorted(lags, uniq[:, 1]).astype(np.int64), cell_dz=dz, cell_cz=cz,
+        lags=lags.astype(float),
+        lag_count=np.bincount(lag_of, minlength=len(lags)).astype(float), lag_dx=dx, lag_cx=cx,
+        q=q, p=design.X.shape[1], n_total=float(design.n_obs),
     )
 
 

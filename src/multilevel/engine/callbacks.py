@@ -222,13 +222,16 @@ def _serial_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs com
     out = numba.carray(out_, (dim,))
     try:
         shift = _f1(h, _R.shift)
-        s0 = _f3(h, _R.s0)
+        s0z = _f3(h, _R.s0z)
+        s0x = _f2(h, _R.s0x)
         cell_group = _i1(h, _R.cell_group)
-        cell_lag = _f1(h, _R.cell_lag)
-        cell_count = _f1(h, _R.cell_count)
-        cell_d = _f3(h, _R.cell_d)
-        cell_c = _f3(h, _R.cell_c)
-        q = _int(h, _R.q)
+        cell_lag_index = _i1(h, _R.cell_lag_index)
+        cell_dz = _f3(h, _R.cell_dz)
+        cell_cz = _f3(h, _R.cell_cz)
+        lags = _f1(h, _R.lags)
+        lag_count = _f1(h, _R.lag_count)
+        lag_dx = _f3(h, _R.lag_dx)
+        lag_cx = _f3(h, _R.lag_cx)
         n_total = _flt(h, _R.n_total)
         b_fam = _i1(h, _R.b_fam)
         b_par = _f2(h, _R.b_par)
@@ -243,9 +246,9 @@ def _serial_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs com
         phi_fam = _int(h, _R.phi_fam)
         phi_par = _f1(h, _R.phi_par)
         lp, grad = serial_logp_grad(
-            x, shift, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, q, n_total, b_fam,
-            b_par, sd_fam, sd_par, sig_fam, sig_par, eta, correlated, phi_lo, phi_hi, phi_fam,
-            phi_par,
+            x, shift, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count, lag_dx,
+            lag_cx, n_total, b_fam, b_par, sd_fam, sd_par, sig_fam, sig_par, eta, correlated,
+            phi_lo, phi_hi, phi_fam, phi_par,
         )
     except Exception:  # noqa: BLE001
         return 1

@@ -50,7 +50,7 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
     if isinstance(stats, SerialStats):  # the statistics depend on each draw's phi
         phi = post[naming.PHI].transpose("chain", "draw").to_numpy().ravel()
         u = serial_recover_draws(np.ascontiguousarray(b), lam, sigma, phi, *stats.kernel_args(),
-                                 stats.q, eps)
+                                 eps)
     else:
         u = recover_draws(np.ascontiguousarray(b), lam, sigma, stats.ztz, stats.ztx, stats.zty, eps)
     u = u.reshape(n_chain, n_draw, g.n_levels, g.n_terms)

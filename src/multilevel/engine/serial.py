@@ -120,8 +120,9 @@ def serial_problem(design: Design, priors: ResolvedPriors,
     lo, hi = phi_range(priors, design.serial.kind)
     phi_fam, phi_par = encode_prior(priors.phi)
     args = SerialArgs(
-        s0=stats.s0, cell_group=stats.cell_group, cell_lag=stats.cell_lag,
-        cell_count=stats.cell_count, cell_d=stats.cell_d, cell_c=stats.cell_c, q=q,
+        s0z=stats.s0z, s0x=stats.s0x, cell_group=stats.cell_group, cell_lag_index=stats.cell_lag_index,
+        cell_dz=stats.cell_dz, cell_cz=stats.cell_cz, lags=stats.lags, lag_count=stats.lag_count,
+        lag_dx=stats.lag_dx, lag_cx=stats.lag_cx,
         n_total=stats.n_total, eta=float(eta), correlated=bool(n_cor), phi_lo=float(lo),
         phi_hi=float(hi), phi_fam=int(phi_fam), phi_par=phi_par, **codes,
     )

@@ -88,8 +88,8 @@ def _optimize(dev: SerialDeviance, reml: bool, kind: str) -> tuple[np.ndarray, o
 
 def _ranef(dev: SerialDeviance, lam: np.ndarray, phi: float, beta: np.ndarray, sigma2: float) -> pd.DataFrame:
     st, g, q = dev.stats, dev.design.groups[0], dev.q
-    w = np.empty_like(st.s0)
-    weighted_cross(phi, st.s0, st.cell_group, st.cell_lag, st.cell_count, st.cell_d, st.cell_c, w)
+    w, wx = np.empty_like(st.s0z), np.empty_like(st.s0x)
+    weighted_cross(phi, *st.kernel_args(), w, wx)  # the z rows of W_j per group
     m = np.eye(q) + np.einsum("ca,jcd,db->jab", lam, w[:, :q, :q], lam)
     c = w[:, :q, -1] - w[:, :q, q:-1] @ beta
     minv = np.linalg.inv(m)

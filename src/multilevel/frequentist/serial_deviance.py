@@ -36,13 +36,14 @@ __all__ = ["SerialDeviance", "SerialGaussianDeviance", "profiled_parts"]
 
 
 @numba.njit(cache=True, nogil=True)
-def profiled_parts(lam, phi, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, q):
+def profiled_parts(lam, phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count,
+                   lag_dx, lag_cx):
     """``(log|R| + sum_j log|M_j|, r^2, Cholesky factor of T)`` at ``(Lambda, phi)``."""
-    n_groups, m = s0.shape[0], s0.shape[1]
+    n_groups, q, m = s0z.shape
     k = m - q
-    w = np.empty_like(s0)
-    logdet = weighted_cross(phi, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, w)
-    t = np.zeros((k, k))
+    w, t = np.empty_like(s0z), np.empty_like(s0x)
+    logdet = weighted_cross(phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count,
+                            lag_dx, lag_cx, w, t)  # t starts as sum_j W_j[(xy), (xy)]
     mat = np.empty((q, q))
     rhs = np.empty(q)
     h = np.empty((q, k))
@@ -68,10 +69,10 @@ def profiled_parts(lam, phi, s0, cell_group, cell_lag, cell_count, cell_d, cell_
             h[:, c] = col
         for a in range(k):
             for b in range(k):
-                acc = w[j, q + a, q + b]
+                acc = 0.0
                 for c in range(q):
-                    acc -= h[c, a] * h[c, b]
-                t[a, b] += acc
+                    acc += h[c, a] * h[c, b]
+                t[a, b] -= acc
     chol_inplace(t, k)
     p = k - 1
     rss = t[p, p] * t[p, p]
@@ -103,8 +104,7 @@ class SerialDeviance:
     def parts(self, x: np.ndarray, reml: bool) -> tuple[float, np.ndarray]:
         """``(-2 log-likelihood, Cholesky factor of T)`` at ``x``."""
         st = self.stats
-        logdet, rss, t = profiled_parts(self.lam(x[:-1]), float(x[-1]), st.s0, st.cell_group,
-                                        st.cell_lag, st.cell_count, st.cell_d, st.cell_c, self.q)
+        logdet, rss, t = profiled_parts(self.lam(x[:-1]), float(x[-1]), *st.kernel_args())
         df = self.n - self.p if reml else self.n
         dev = df * (1.0 + math.log(2.0 * math.pi * rss / df)) + logdet
         if reml:
@@ -135,10 +135,9 @@ class SerialGaussianDeviance(GaussianDeviance):
 
     def pls(self, factors: list[np.ndarray], sigma: float):
         """``log|R| + sum_j log|M_j|``, ``r^2``, ``beta_hat`` and ``R_X`` at ``(Lambda, phi)``."""
-        st, q = self.serial.stats, self.serial.q
+        st = self.serial.stats
         try:
-            logdet, rss, t = profiled_parts(factors[0] / sigma, self._phi, st.s0, st.cell_group,
-                                            st.cell_lag, st.cell_count, st.cell_d, st.cell_c, q)
+            logdet, rss, t = profiled_parts(factors[0] / sigma, self._phi, *st.kernel_args())
         except (ZeroDivisionError, ValueError):  # a zero pivot (compiled Python semantics)
             raise np.linalg.LinAlgError("not positive definite") from None
         if not np.all(np.isfinite(t)):

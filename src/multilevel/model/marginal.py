@@ -143,16 +143,21 @@ def serial_marginal_loglik(stats: SerialStats, b, lam, sigma, phi):
     """PyTensor expression of ``log p(y | b, Lambda, sigma, phi)`` with AR(1)/CAR(1)
     residuals (module docstring)."""
     q, p = stats.q, stats.p
-    r = pt.power(phi, stats.cell_lag)  # phi^lag (an integer lag for a negative phi)
-    den = 1 - r**2
-    cells = (r**2 / den)[:, None, None] * stats.cell_d - (r / den)[:, None, None] * stats.cell_c
-    w = pt.inc_subtensor(pt.as_tensor(stats.s0)[stats.cell_group], cells)
+
+    def weights(lag):  # r^2 / (1 - r^2), r / (1 - r^2) with r = phi^lag (an integer lag for a
+        r = pt.power(phi, lag)  # negative phi)
+        return r**2 / (1 - r**2), r / (1 - r**2), pt.log(1 - r**2)
+
+    f, g, _ = weights(stats.lags[stats.cell_lag_index])
+    cells = f[:, None, None] * stats.cell_dz - g[:, None, None] * stats.cell_cz
+    wz = pt.inc_subtensor(pt.as_tensor(stats.s0z)[stats.cell_group], cells)
+    f, g, log_den = weights(stats.lags)
+    wx = stats.s0x + (f[:, None, None] * stats.lag_dx - g[:, None, None] * stats.lag_cx).sum(axis=0)
     weighted = SufficientStats(
-        n=np.array([stats.n_total]), ztz=w[:, :q, :q], ztx=w[:, :q, q:q + p], zty=w[:, :q, -1],
-        xtx=w[:, q:q + p, q:q + p].sum(axis=0), xty=w[:, q:q + p, -1].sum(axis=0),
-        yty=w[:, -1, -1].sum(),
+        n=np.array([stats.n_total]), ztz=wz[:, :, :q], ztx=wz[:, :, q:q + p], zty=wz[:, :, -1],
+        xtx=wx[:p, :p], xty=wx[:p, p], yty=wx[p, p],
     )
-    logdet_r = (stats.cell_count * pt.log(den)).sum()
+    logdet_r = (stats.lag_count * log_den).sum()
     return marginal_loglik(weighted, b, lam, sigma) - 0.5 * logdet_r
 
 

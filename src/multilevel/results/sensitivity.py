@@ -184,7 +184,7 @@ def _marginal_log_likelihood(fit: FitRecord) -> np.ndarray:
     if isinstance(stats, SerialStats):
         return serial_loglik_draws(beta, lambda_draws(post, design.groups[0]), sigma,
                                    draws_of(post, naming.PHI).ravel(), *stats.kernel_args(),
-                                   stats.q, stats.n_total)
+                                   stats.n_total)
     if isinstance(stats, NestedStats):
         outer, inner = (design.groups[k] for k in nesting(design))
         return nested_loglik_draws(beta, lambda_draws(post, outer), lambda_draws(post, inner), sigma,

@@ -7,7 +7,9 @@ sum_cells [f(r) D - g(r) C]`` with ``r = phi^lag``, ``f = r^2/(1 - r^2)``, ``g =
 in place of the plain sums, the likelihood is the one of :mod:`multilevel.engine.kernels.marginal`
 (the Woodbury identity with ``R^-1`` in place of ``I``) minus ``1/2 sum_j log|R_j|``.
 
-The gradient in ``phi`` is the chain rule through ``W``: the marginal kernel returns each
+Only the ``z`` rows of ``W_j`` are needed per group; the ``(x, y)`` block enters summed over
+groups, so it is kept per distinct lag (:class:`~multilevel.design.serial.SerialStats`). The
+gradient in ``phi`` is the chain rule through ``W``: the marginal kernel returns each
 group's ``dl/dA_j`` and ``dl/dc_j`` (``A = W_zz``, ``c = W_zy - W_zx beta``), which with
 ``dl/dX'X = -beta beta'/(2 sigma^2)``, ``dl/dX'y = beta / sigma^2``, ``dl/dy'y = -1/(2 sigma^2)``
 give ``G_j``, the gradient in ``W_j``; then ``dl/dphi = sum_cells r'(phi) [<G_j, f'(r) D - g'(r)
@@ -64,98 +66,130 @@ def lag_corr(phi, lag):
 
 
 @numba.njit(cache=True, nogil=True)
-def weighted_cross(phi, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, w):
-    """Fill ``w`` ``(G, m, m)`` with ``W_j(phi)``; return ``sum_j log|R_j|``."""
-    w[:] = s0
-    logdet = 0.0
-    m = s0.shape[1]
-    for k in range(cell_group.shape[0]):
-        r, _ = lag_corr(phi, cell_lag[k])
+def lag_weights(phi, lags):
+    """Per distinct lag ``f = r^2/(1-r^2)``, ``g = r/(1-r^2)``, ``log(1 - r^2)``, their
+    derivatives ``df/dr``, ``dg/dr`` and ``dr/dphi`` (``r = phi^lag``): ``(6, L)``."""
+    out = np.empty((6, lags.shape[0]))
+    for l_ in range(lags.shape[0]):
+        r, dr = lag_corr(phi, lags[l_])
         den = 1.0 - r * r
-        f, g = r * r / den, r / den
+        out[0, l_], out[1, l_], out[2, l_] = r * r / den, r / den, math.log(den)
+        out[3, l_], out[4, l_] = 2 * r / (den * den), (1 + r * r) / (den * den)
+        out[5, l_] = dr
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def weighted_cross(phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count,
+                   lag_dx, lag_cx, wz, wx):
+    """Fill ``wz`` ``(G, q, m)`` with the ``z`` rows of ``W_j(phi)`` and ``wx`` with the
+    ``(x, y)`` block of ``sum_j W_j(phi)``; return ``sum_j log|R_j|``."""
+    wz[:] = s0z
+    wx[:] = s0x
+    q, m = s0z.shape[1], s0z.shape[2]
+    w = lag_weights(phi, lags)
+    for k in range(cell_group.shape[0]):
+        f, g = w[0, cell_lag_index[k]], w[1, cell_lag_index[k]]
         j = cell_group[k]
-        for a in range(m):
+        for a in range(q):
             for b in range(m):
-                w[j, a, b] += f * cell_d[k, a, b] - g * cell_c[k, a, b]
-        logdet += cell_count[k] * math.log(den)
+                wz[j, a, b] += f * cell_dz[k, a, b] - g * cell_cz[k, a, b]
+    logdet = 0.0
+    n = s0x.shape[0]
+    for l_ in range(lags.shape[0]):
+        for a in range(n):
+            for b in range(n):
+                wx[a, b] += w[0, l_] * lag_dx[l_, a, b] - w[1, l_] * lag_cx[l_, a, b]
+        logdet += lag_count[l_] * w[2, l_]
     return logdet
 
 
 @numba.njit(cache=True, nogil=True)
-def split_cross(w, q, ztz, ztx, zty, xtx, xty):
+def split_cross(wz, wx, ztz, ztx, zty, xtx, xty):
     """Split ``W`` into the marginal kernel's statistics; returns ``y'R^-1y``."""
-    n_groups, m = w.shape[0], w.shape[1]
+    n_groups, q, m = wz.shape
     p = m - q - 1
-    xtx[:, :] = 0.0
-    xty[:] = 0.0
-    yty = 0.0
     for j in range(n_groups):
         for a in range(q):
             for b in range(q):
-                ztz[j, a, b] = w[j, a, b]
+                ztz[j, a, b] = wz[j, a, b]
             for k in range(p):
-                ztx[j, a, k] = w[j, a, q + k]
-            zty[j, a] = w[j, a, m - 1]
-        for k in range(p):
-            for l_ in range(p):
-                xtx[k, l_] += w[j, q + k, q + l_]
-            xty[k] += w[j, q + k, m - 1]
-        yty += w[j, m - 1, m - 1]
-    return yty
-
-
-@numba.njit(cache=True, nogil=True)
-def _pairing(g_a, g_c, beta, sigma2, mat, j, q):
-    """``<G_j, mat>`` over the blocks of ``W`` (``zz``, ``zx``, ``zy``, ``xx``, ``xy``, ``yy``)."""
-    m = mat.shape[0]
-    p = m - q - 1
-    acc = 0.0
-    for a in range(q):
-        for b in range(q):
-            acc += g_a[j, a, b] * mat[a, b]
-        bx = 0.0
-        for k in range(p):
-            bx += beta[k] * mat[a, q + k]
-        acc += g_c[j, a] * (mat[a, m - 1] - bx)
+                ztx[j, a, k] = wz[j, a, q + k]
+            zty[j, a] = wz[j, a, m - 1]
     for k in range(p):
         for l_ in range(p):
-            acc -= beta[k] * beta[l_] * mat[q + k, q + l_] / (2 * sigma2)
-        acc += beta[k] * mat[q + k, m - 1] / sigma2
-    acc -= mat[m - 1, m - 1] / (2 * sigma2)
-    return acc
+            xtx[k, l_] = wx[k, l_]
+        xty[k] = wx[k, p]
+    return wx[p, p]
 
 
 @numba.njit(cache=True, nogil=True)
-def serial_logp_grad(theta, shift, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, q,
-                     n_total, b_fam, b_par, sd_fam, sd_par, sig_fam, sig_par, eta, correlated,
-                     phi_lo, phi_hi, phi_fam, phi_par):
-    """Unnormalised log posterior density and gradient at ``theta`` (module docstring)."""
-    n_groups, m = s0.shape[0], s0.shape[1]
+def _dphi(phi, beta, sigma, g_a, g_c, cell_group, cell_lag_index, cell_dz, cell_cz, lags,
+          lag_count, lag_dx, lag_cx):
+    """``dl/dphi`` through ``W`` (module docstring): the ``z`` rows pair with each group's
+    gradient (``dl/dA_j``, ``dl/dc_j``), the ``(x, y)`` block with the global one."""
+    q, m = cell_dz.shape[1], cell_dz.shape[2]
     p = m - q - 1
+    sigma2 = sigma * sigma
+    w = lag_weights(phi, lags)
+    out = 0.0
+    for k in range(cell_group.shape[0]):
+        li = cell_lag_index[k]
+        df, dg = w[3, li] * w[5, li], w[4, li] * w[5, li]  # d/dphi of f and g
+        j = cell_group[k]
+        acc = 0.0
+        for a in range(q):
+            for b in range(q):
+                acc += g_a[j, a, b] * (df * cell_dz[k, a, b] - dg * cell_cz[k, a, b])
+            bx = 0.0
+            for c in range(p):
+                bx += beta[c] * (df * cell_dz[k, a, q + c] - dg * cell_cz[k, a, q + c])
+            acc += g_c[j, a] * (df * cell_dz[k, a, m - 1] - dg * cell_cz[k, a, m - 1] - bx)
+        out += acc
+    for l_ in range(lags.shape[0]):
+        df, dg, dr = w[3, l_], w[4, l_], w[5, l_]
+        acc = 0.0
+        for a in range(p):
+            for b in range(p):
+                acc -= beta[a] * beta[b] * (df * lag_dx[l_, a, b] - dg * lag_cx[l_, a, b])
+            acc += 2.0 * beta[a] * (df * lag_dx[l_, a, p] - dg * lag_cx[l_, a, p])
+        acc -= df * lag_dx[l_, p, p] - dg * lag_cx[l_, p, p]
+        out += dr * (acc / (2.0 * sigma2) + lag_count[l_] * w[1, l_])  # d log|R| / dr: n r/(1-r^2)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_stats(phi, s0z, s0x, cells):
+    """The marginal kernel's statistics at one ``phi``, and ``log|R|``."""
+    cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count, lag_dx, lag_cx = cells
+    n_groups, q, m = s0z.shape
+    p = m - q - 1
+    wz, wx = np.empty_like(s0z), np.empty_like(s0x)
+    logdet_r = weighted_cross(phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags,
+                              lag_count, lag_dx, lag_cx, wz, wx)
+    ztz, ztx, zty = np.empty((n_groups, q, q)), np.empty((n_groups, q, p)), np.empty((n_groups, q))
+    xtx, xty = np.empty((p, p)), np.empty(p)
+    yty = split_cross(wz, wx, ztz, ztx, zty, xtx, xty)
+    return ztz, ztx, zty, xtx, xty, yty, logdet_r
+
+
+@numba.njit(cache=True, nogil=True)
+def serial_logp_grad(theta, shift, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags,
+                     lag_count, lag_dx, lag_cx, n_total, b_fam, b_par, sd_fam, sd_par, sig_fam,
+                     sig_par, eta, correlated, phi_lo, phi_hi, phi_fam, phi_par):
+    """Unnormalised log posterior density and gradient at ``theta`` (module docstring)."""
+    n_groups, q = s0z.shape[0], s0z.shape[1]
     z = theta[-1]
     lg = 1.0 / (1.0 + math.exp(-z))
     phi = phi_lo + (phi_hi - phi_lo) * lg
-    w = np.empty_like(s0)
-    logdet_r = weighted_cross(phi, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, w)
-    ztz, ztx, zty = np.empty((n_groups, q, q)), np.empty((n_groups, q, p)), np.empty((n_groups, q))
-    xtx, xty = np.empty((p, p)), np.empty(p)
-    yty = split_cross(w, q, ztz, ztx, zty, xtx, xty)
+    cells = (cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count, lag_dx, lag_cx)
+    ztz, ztx, zty, xtx, xty, yty, logdet_r = _draw_stats(phi, s0z, s0x, cells)
     g_a, g_c = np.zeros((n_groups, q, q)), np.zeros((n_groups, q))
     lp, g_inner, beta, sigma = marginal_posterior(
         theta[:-1], shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fam, b_par, sd_fam, sd_par,
         sig_fam, sig_par, eta, correlated, g_a, g_c, True)
-    sigma2 = sigma * sigma
-    g_phi = 0.0
-    dmat = np.empty((m, m))
-    for k in range(cell_group.shape[0]):
-        r, dr = lag_corr(phi, cell_lag[k])
-        den = 1.0 - r * r
-        df, dg = 2 * r / (den * den), (1 + r * r) / (den * den)
-        for a in range(m):
-            for b in range(m):
-                dmat[a, b] = df * cell_d[k, a, b] - dg * cell_c[k, a, b]
-        g_phi += dr * (_pairing(g_a, g_c, beta, sigma2, dmat, cell_group[k], q)
-                       + cell_count[k] * r / den)
+    g_phi = _dphi(phi, beta, sigma, g_a, g_c, cell_group, cell_lag_index, cell_dz, cell_cz, lags,
+                  lag_count, lag_dx, lag_cx)
     plp, pg = prior_logp_grad(phi_fam, phi_par, phi)
     grad = np.empty(theta.shape[0])
     grad[:-1] = g_inner
@@ -165,42 +199,28 @@ def serial_logp_grad(theta, shift, s0, cell_group, cell_lag, cell_count, cell_d,
 
 
 @numba.njit(cache=True, nogil=True)
-def _draw_stats(phi, s0, cells, q):
-    """Statistics at one ``phi``: the marginal kernel's arrays and ``log|R|``."""
-    cell_group, cell_lag, cell_count, cell_d, cell_c = cells
-    n_groups, m = s0.shape[0], s0.shape[1]
-    p = m - q - 1
-    w = np.empty_like(s0)
-    logdet_r = weighted_cross(phi, s0, cell_group, cell_lag, cell_count, cell_d, cell_c, w)
-    ztz, ztx, zty = np.empty((n_groups, q, q)), np.empty((n_groups, q, p)), np.empty((n_groups, q))
-    xtx, xty = np.empty((p, p)), np.empty(p)
-    yty = split_cross(w, q, ztz, ztx, zty, xtx, xty)
-    return ztz, ztx, zty, xtx, xty, yty, logdet_r
-
-
-@numba.njit(cache=True, nogil=True)
-def serial_recover_draws(beta, lam, sigma, phi, s0, cell_group, cell_lag, cell_count, cell_d,
-                         cell_c, q, eps):
+def serial_recover_draws(beta, lam, sigma, phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz,
+                         lags, lag_count, lag_dx, lag_cx, eps):
     """``(draws, groups, q)`` exact conditional draws of ``u`` given each draw's ``phi``."""
     n_draws = eps.shape[0]
     out = np.empty(eps.shape)
-    cells = (cell_group, cell_lag, cell_count, cell_d, cell_c)
+    cells = (cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count, lag_dx, lag_cx)
     for s in range(n_draws):
-        ztz, ztx, zty, _, _, _, _ = _draw_stats(phi[s], s0, cells, q)
+        ztz, ztx, zty, _, _, _, _ = _draw_stats(phi[s], s0z, s0x, cells)
         out[s] = recover_draws(beta[s:s + 1], lam[s:s + 1], sigma[s:s + 1], ztz, ztx, zty,
                                eps[s:s + 1])[0]
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def serial_loglik_draws(beta, lam, sigma, phi, s0, cell_group, cell_lag, cell_count, cell_d,
-                        cell_c, q, n_total):
+def serial_loglik_draws(beta, lam, sigma, phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz,
+                        lags, lag_count, lag_dx, lag_cx, n_total):
     """``(draws,)`` marginal log-likelihood ``log p(y | beta, Lambda, sigma, phi)``."""
     n_draws = beta.shape[0]
     out = np.empty(n_draws)
-    cells = (cell_group, cell_lag, cell_count, cell_d, cell_c)
+    cells = (cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count, lag_dx, lag_cx)
     for s in range(n_draws):
-        ztz, ztx, zty, xtx, xty, yty, logdet_r = _draw_stats(phi[s], s0, cells, q)
+        ztz, ztx, zty, xtx, xty, yty, logdet_r = _draw_stats(phi[s], s0z, s0x, cells)
         out[s] = marginal_loglik_draws(beta[s:s + 1], lam[s:s + 1], sigma[s:s + 1], ztz, ztx, zty,
                                        xtx, xty, yty, n_total)[0] - 0.5 * logdet_r
     return out
