@@ -39,6 +39,7 @@ from multilevel.course.data import (
     within_name,
 )
 from multilevel.design import FORMULA_ENV
+from multilevel.design.serial import lag_power
 from multilevel.errors import SpecError
 from multilevel.results.core import DEFAULT_PROB, describe, draws_of
 from multilevel.results.tables import icc_draws
@@ -331,8 +332,7 @@ def serial_effective_n(fit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
                                 pair_series)), shape=(len(pair_series), n_series))
 
     def per_series(values: np.ndarray, fn) -> np.ndarray:  # sum of fn(r) over each series' pairs
-        v = np.asarray(values, dtype=float).reshape(-1, 1)
-        r = np.sign(v) ** ser.lag * np.abs(v) ** ser.lag
+        r = lag_power(np.asarray(values, dtype=float).reshape(-1), ser.lag)
         return np.asarray(onehot.T @ fn(r).T).T.reshape(np.shape(values) + (n_series,))
 
     def exact(values: np.ndarray) -> np.ndarray:  # 1'R^-1 1 = n - 2 sum r / (1 + r)

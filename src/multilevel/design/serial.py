@@ -54,6 +54,7 @@ __all__ = [
     "SerialStats",
     "ar_noise",
     "inverse_weighted_cross",
+    "lag_power",
     "serial_design",
     "serial_pairs_of",
     "serial_stats",
@@ -157,6 +158,20 @@ def series_pairs(t: np.ndarray, series: np.ndarray, levels, kind: str,
     return order[:-1][same], order[1:][same]
 
 
+def lag_power(phi, lag: np.ndarray) -> np.ndarray:
+    """``phi^lag`` for a scalar or array ``phi`` (``(...)``) and lags ``(pairs,)``: ``(...,
+    pairs)``; a negative ``phi`` with integer lags keeps its sign for odd lags (numpy's
+    compiled twin is :func:`multilevel.engine.kernels.serial.lag_corr`).
+
+    Examples
+    --------
+    >>> lag_power(np.array([-0.5, 0.5]), np.array([1.0, 2.0])).tolist()
+    [[-0.5, 0.25], [0.5, 0.25]]
+    """
+    phi = np.asarray(phi, dtype=float)[..., None]
+    return np.sign(phi) ** lag * np.abs(phi) ** lag
+
+
 def ar_noise(first: np.ndarray, second: np.ndarray, lag: np.ndarray, phi, z: np.ndarray) -> np.ndarray:
     """Unit-variance AR(1)/CAR(1) noise from standard normal ``z`` ``(..., n)``: along each
     consecutive pair in time order ``e_k = r e_i + sqrt(1 - r^2) z_k``, ``r = phi^lag``
@@ -170,8 +185,7 @@ def ar_noise(first: np.ndarray, second: np.ndarray, lag: np.ndarray, phi, z: np.
     True
     """
     e = np.array(z, dtype=float, copy=True)
-    phi = np.asarray(phi, dtype=float)[..., None]
-    r = np.sign(phi) ** lag * np.abs(phi) ** lag  # (..., pairs)
+    r = lag_power(phi, lag)  # (..., pairs)
     scale = np.sqrt(1.0 - r**2)
     for p, (i, k) in enumerate(zip(first, second, strict=True)):  # in time order
         e[..., k] = r[..., p] * e[..., i] + scale[..., p] * e[..., k]
@@ -268,7 +282,7 @@ def inverse_weighted_cross(ser: SerialDesign, index: np.ndarray, n_groups: int, 
     True
     """
     phis = np.atleast_1d(np.asarray(phi, dtype=float))
-    r = np.sign(phis)[:, None] ** ser.lag * np.abs(phis)[:, None] ** ser.lag  # (draws, pairs)
+    r = lag_power(phis, ser.lag)  # (draws, pairs)
     f, g = r**2 / (1 - r**2), r / (1 - r**2)
     i, k = ser.first, ser.second
     plain = np.zeros((n_groups, a.shape[1], b.shape[1]))

@@ -75,11 +75,6 @@ class SerialDesign:
     lag: np.ndarray
     pair_group: np.ndarray
 
-    @property
-    def n_pairs(self) -> int:
-        """Number of consecutive pairs."""
-        return int(self.first.shape[0])
-
     def series_sizes(self) -> np.ndarray:
         """Rows per series."""
         return np.bincount(self.series, minlength=len(self.series_levels))

@@ -166,19 +166,26 @@ class GaussianDeviance:
             raise np.linalg.LinAlgError("not positive definite")
         return ldl2, rss, beta, rx
 
+    def _pls_at(self, x: np.ndarray, sigma: float):
+        """:meth:`pls` at the variance parameters ``x``, or None where they are invalid (a
+        correlation matrix not positive definite, ``sigma <= 0``)."""
+        factors = block_factors(self.layout, x)
+        if factors is None or sigma <= 0:
+            return None
+        try:
+            return self.pls(factors, sigma)
+        except np.linalg.LinAlgError:
+            return None
+
     def profiled(self, x: np.ndarray, j: int | None = None, value: float = 0.0) -> float:
         """The deviance at the variance parameters ``x`` with ``beta`` at its optimum given
         them; with ``j``, ``beta_j`` held at ``value`` and ``sigma`` at its optimum too (``x``
         then holds relative sds, ``sd / sigma``, and its sigma entry is ignored)."""
-        k = self.layout.size
-        sigma = 1.0 if j is not None else x[k - 1]
-        factors = block_factors(self.layout, x)
-        if factors is None or sigma <= 0:
+        sigma = 1.0 if j is not None else x[self.layout.size - 1]
+        parts = self._pls_at(x, sigma)
+        if parts is None:
             return np.inf
-        try:
-            ldl2, rss, beta, rx = self.pls(factors, sigma)
-        except np.linalg.LinAlgError:
-            return np.inf
+        ldl2, rss, beta, rx = parts
         if j is None:
             return ldl2 + rss / sigma**2 + self.n * np.log(2 * np.pi * sigma**2)
         rinv = linalg.solve_triangular(rx, np.eye(self.p))
@@ -188,13 +195,10 @@ class GaussianDeviance:
     def __call__(self, x: np.ndarray) -> float:
         k = self.layout.size
         sigma = x[k - 1]
-        factors = block_factors(self.layout, x)
-        if factors is None or sigma <= 0:
+        parts = self._pls_at(x, sigma)
+        if parts is None:
             return np.inf
-        try:
-            ldl2, rss, beta, rx = self.pls(factors, sigma)
-        except np.linalg.LinAlgError:
-            return np.inf
+        ldl2, rss, beta, rx = parts
         extra = rx @ (x[k:] - beta)
         return ldl2 + (rss + float(extra @ extra)) / sigma**2 + self.n * np.log(
             2 * np.pi * sigma**2)

@@ -28,7 +28,7 @@ import numpy as np
 
 from multilevel.design import Design
 from multilevel.design.serial import SerialStats, serial_stats
-from multilevel.engine.kernels.common import chol_inplace, solve_lower
+from multilevel.engine.kernels.common import chol_inplace, penalized_cross, solve_lower
 from multilevel.engine.kernels.serial import weighted_cross
 from multilevel.frequentist.deviance import GaussianDeviance, VarLayout
 
@@ -44,18 +44,12 @@ def profiled_parts(lam, phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell
     w, t = np.empty_like(s0z), np.empty_like(s0x)
     logdet = weighted_cross(phi, s0z, s0x, cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count,
                             lag_dx, lag_cx, w, t)  # t starts as sum_j W_j[(xy), (xy)]
-    mat = np.empty((q, q))
+    mat, ap = np.empty((q, q)), np.empty((q, q))
     rhs = np.empty(q)
     h = np.empty((q, k))
     col = np.empty(q)
     for j in range(n_groups):
-        for a in range(q):
-            for b in range(q):
-                acc = 1.0 if a == b else 0.0
-                for c in range(q):
-                    for d in range(q):
-                        acc += lam[c, a] * w[j, c, d] * lam[d, b]
-                mat[a, b] = acc
+        penalized_cross(w[j, :, :q], lam, ap, mat, q)  # M_j = I + Lambda' W_zz Lambda
         chol_inplace(mat, q)
         for a in range(q):
             logdet += 2.0 * math.log(mat[a, a])

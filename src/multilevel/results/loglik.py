@@ -32,6 +32,7 @@ import xarray as xr
 from scipy.special import gammaln
 
 from multilevel import naming
+from multilevel.design.serial import lag_power
 from multilevel.results.core import draws_of
 
 if TYPE_CHECKING:
@@ -75,8 +76,7 @@ def _innovations(design, resid: np.ndarray, sigma: np.ndarray, phi: np.ndarray) 
     """``(chain, draw, obs)`` log density of each AR(1)/CAR(1) residual given the other rows
     of its series (module docstring)."""
     ser = design.serial
-    lag = ser.lag[None, None, :]
-    r = np.sign(phi)[..., None] ** lag * np.abs(phi)[..., None] ** lag
+    r = lag_power(phi, ser.lag)
     f, g = r**2 / (1 - r**2), r / (1 - r**2)
     i, k = ser.first, ser.second
     c = np.ones(resid.shape)
