@@ -157,7 +157,7 @@ def _settings(spec: ModelSpec, **overrides: Any) -> ModelSpec:
 
 def fit_hierarchical(
     spec: ModelSpec | str | Path,
-    df: pd.DataFrame | None = None,
+    df: pd.DataFrame | Any | None = None,
     *,
     family: str | None = None,
     draws: int | None = None,
@@ -177,8 +177,11 @@ def fit_hierarchical(
     ----------
     spec : ModelSpec, str or Path
         A spec, an lme4 formula, or a path to a TOML spec.
-    df : pandas.DataFrame, optional
-        The data (never modified); defaults to the data the spec names.
+    df : pandas.DataFrame, dask.dataframe.DataFrame, str or Path, optional
+        The data (never modified); defaults to the data the spec names. A Dask DataFrame or a
+        Parquet file, directory or glob is reduced to sufficient statistics without collecting
+        its rows (Gaussian models with one grouping factor or two nested ones; logistic models
+        are collapsed to binomial counts): see :mod:`multilevel.design.partitioned`.
     family : str, optional
         For a formula string: ``'gaussian'``, ``'bernoulli'`` or ``'binomial'``.
     draws, tune, chains, seed, sampler, target_accept, parameterization
@@ -211,7 +214,7 @@ def fit_hierarchical(
     sampled.idata.attrs["multilevel_spec"] = spec.to_toml()
     sampled.idata.attrs["multilevel_versions"] = str(package_versions())
     freq = fit_design(design, method) if frequentist else None
-    notes = ((note,) if note else ()) + sampled.notes
+    notes = design.notes + ((note,) if note else ()) + sampled.notes
     fit = HierarchicalFit(spec, design, sampled.model, sampled.idata, priors, param, freq, notes,
                           stats)
     _warn_on_checks(fit)

@@ -50,6 +50,7 @@ __all__ = [
     "design_effect",
     "effective_n",
     "icc_anova",
+    "icc_anova_sums",
     "within_between",
     "within_name",
 ]
@@ -167,6 +168,35 @@ def icc_anova(df: pd.DataFrame, response: str, group: str) -> pd.DataFrame:
     ybar_j = np.bincount(codes, weights=y) / n_j
     msb = float(np.sum(n_j * (ybar_j - y.mean()) ** 2) / (J - 1))
     msw = float(np.sum((y - ybar_j[codes]) ** 2) / (N - J))
+    return _anova_row(N, n_j, msb, msw)
+
+
+def icc_anova_sums(n_j: np.ndarray, sums: np.ndarray) -> pd.DataFrame:
+    """:func:`icc_anova` from per-group row counts ``n_j`` and ``(sum y, sum y^2)`` per group
+    (``(J, 2)``): the same table, for data larger than memory.
+
+    Examples
+    --------
+    >>> from multilevel import datasets
+    >>> df = datasets.load("course_example")
+    >>> g = df.groupby("group")["y"]
+    >>> sums = np.column_stack([g.sum(), g.apply(lambda v: (v**2).sum())])
+    >>> table = icc_anova_sums(g.size().to_numpy(), sums)
+    >>> bool(np.allclose(table.drop(columns="n_obs"), icc_anova(df, "y", "group").drop(columns="n_obs")))
+    True
+    """
+    n_j = np.asarray(n_j, dtype=float)
+    N, J = float(n_j.sum()), len(n_j)
+    if J < 2 or N <= J:
+        raise DataError("The ANOVA ICC needs at least two groups and more rows than groups.")
+    ybar_j, ybar = sums[:, 0] / n_j, sums[:, 0].sum() / N
+    msb = float(np.sum(n_j * (ybar_j - ybar) ** 2) / (J - 1))
+    msw = float(np.sum(sums[:, 1] - n_j * ybar_j**2) / (N - J))
+    return _anova_row(N, n_j, msb, msw)
+
+
+def _anova_row(N: float, n_j: np.ndarray, msb: float, msw: float) -> pd.DataFrame:
+    J = len(n_j)
     n_tilde = float((N - np.sum(n_j**2) / N) / (J - 1))
     tau2 = (msb - msw) / n_tilde
     f = msb / msw if msw > 0 else np.inf

@@ -36,10 +36,12 @@ from multilevel.course.data import (
     contextual_variables,
     design_effect,
     icc_anova,
+    icc_anova_sums,
     within_name,
 )
 from multilevel.design import FORMULA_ENV
 from multilevel.design.serial import lag_power
+from multilevel.design.types import require_rows
 from multilevel.errors import SpecError
 from multilevel.results.core import DEFAULT_PROB, describe, draws_of
 from multilevel.results.tables import icc_draws
@@ -80,8 +82,11 @@ def icc_methods(fit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     post, freq, rows = _adjusted_icc(fit), _freq_icc(fit), []
     for g in fit.design.groups:
         if not fit.design.spec.is_logistic:
-            df = pd.DataFrame({"y": fit.design.y, "g": g.index})
-            a = float(icc_anova(df, "y", "g")["icc"].iloc[0])
+            if g.y_sums is not None:  # data larger than memory: from per-group sums
+                a = float(icc_anova_sums(g.counts, g.y_sums)["icc"].iloc[0])
+            else:
+                df = pd.DataFrame({"y": fit.design.y, "g": g.index})
+                a = float(icc_anova(df, "y", "g")["icc"].iloc[0])
             rows.append({"group": g.factor, "method": "anova", "mean": a, "median": a})
         if g.factor in freq:
             f = freq[g.factor]
@@ -194,6 +199,7 @@ def contextual_effects(
 
 def _column_variables(design) -> list[set[str]]:
     """The data columns behind each fixed-effect column, in ``design.fixed_names`` order."""
+    require_rows(design, "Labelling fixed effects as level-1 or level-2")
     rhs = " + ".join(["1" if design.spec.intercept else "0", *design.spec.fixed])
     common = design_matrices(rhs, design.frame, na_action="error", env=FORMULA_ENV).common
     out: list[set[str]] = []

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel import naming
+from multilevel.design.statistics import fitted_variance
 from multilevel.errors import SpecError
 from multilevel.results.core import DEFAULT_PROB, draws_of, summarize
 from multilevel.results.tables import random_variance_draws, residual_variance_draws
@@ -34,7 +35,7 @@ __all__ = ["r2_nakagawa", "r2_snijders_bosker", "variance_reduction"]
 def _variance_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per draw: var(X b), sum of random variances, level-1 variance."""
     b = draws_of(fit.posterior, naming.FIXED)
-    var_f = np.einsum("cdp,np->cdn", b, fit.design.X).var(axis=-1, ddof=1)
+    var_f = fitted_variance(fit.design, b)
     var_r = sum(random_variance_draws(fit.posterior, g) for g in fit.design.groups)
     return var_f, var_r, residual_variance_draws(fit.posterior, fit.design)
 

@@ -33,8 +33,10 @@ from multilevel.design.checks import (
     warn_separation,
     warn_slopes,
 )
-from multilevel.design.frame import add_contextual_columns, group_index, order_levels
+from multilevel.design.collapse import collapse_partitioned
+from multilevel.design.frame import add_contextual_columns, group_index, is_partitioned, order_levels
 from multilevel.design.matrices import model_matrix, response_arrays
+from multilevel.design.partitioned import build_partitioned_design
 from multilevel.design.serial import serial_design
 from multilevel.design.types import Design, GroupDesign
 from multilevel.errors import DataError, SpecError
@@ -55,8 +57,10 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     ----------
     spec : ModelSpec
         The model.
-    df : pandas.DataFrame
-        The data; never modified.
+    df : pandas.DataFrame, dask.dataframe.DataFrame, str or Path
+        The data; never modified. A Dask DataFrame or a Parquet path (file, directory or glob)
+        is reduced to statistics without collecting its rows (Gaussian models; logistic ones
+        become binomial counts): see :mod:`multilevel.design.partitioned`.
     missing : {'error', 'drop'}
         What to do with rows that have NaN/inf in a used column: raise a :class:`DataError`
         (default) or drop them with a warning that says how many.
@@ -89,6 +93,11 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     """
     if not isinstance(spec, ModelSpec):
         raise SpecError(f"spec must be a ModelSpec, got {type(spec).__name__}.")
+    if is_partitioned(df):  # data larger than memory: statistics, or binomial counts
+        if not spec.is_logistic:
+            return build_partitioned_design(spec, df, missing=missing)
+        binomial, counts, note = collapse_partitioned(spec, df, missing=missing)
+        return replace(build_design(binomial, counts), notes=(note,))
     if not isinstance(df, pd.DataFrame):
         raise SpecError(
             f"Argument 'df' (the data) must be a pandas DataFrame, got {type(df).__name__}: "

@@ -9,7 +9,7 @@ the caller's DataFrame.
 Examples
 --------
 >>> import pandas as pd
->>> _missing_mask(pd.DataFrame({"x": [1.0, float("inf")]}))["x"].tolist()
+>>> missing_mask(pd.DataFrame({"x": [1.0, float("inf")]}))["x"].tolist()
 [False, True]
 """
 
@@ -31,8 +31,9 @@ from multilevel.spec.terms import GroupTerm
 
 __all__ = [
     "check_columns", "check_fixed", "check_groups", "check_transforms", "design_level1_variance",
-    "handle_missing",
-    "known_se", "predictor_inputs", "rows_text", "used_columns", "warn_separation", "warn_slopes",
+    "check_fixed_cross", "handle_missing", "missing_counts", "missing_mask", "missing_verdict",
+    "known_se", "predictor_inputs", "rows_text", "used_columns", "warn_flat_slopes", "warn_separation",
+    "warn_slopes",
 ]
 
 
@@ -141,7 +142,7 @@ def rows_text(k: int) -> str:
     return f"{k} row" if k == 1 else f"{k} rows"
 
 
-def _missing_mask(frame: pd.DataFrame) -> pd.DataFrame:
+def missing_mask(frame: pd.DataFrame) -> pd.DataFrame:
     bad = frame.isna()
     for col in frame.columns:
         s = frame[col]
@@ -167,37 +168,52 @@ def _role(col: str, spec: ModelSpec) -> str:
 def handle_missing(
     frame: pd.DataFrame, missing: str, spec: ModelSpec
 ) -> tuple[pd.DataFrame, int]:
-    bad = _missing_mask(frame)
-    n = len(frame)
-    for col in frame.columns:
-        if bad[col].all():
+    bad = missing_mask(frame)
+    rows = bad.any(axis=1)
+    missing_verdict(bad.sum(), len(frame), int(rows.sum()), missing, spec)
+    if not rows.any():
+        return frame, 0
+    return frame.loc[~rows], int(rows.sum())
+
+
+def missing_counts(frame: pd.DataFrame) -> tuple[pd.Series, int]:
+    """NaN/None/inf values per column and the rows with any of them."""
+    bad = missing_mask(frame)
+    return bad.sum(), int(bad.any(axis=1).sum())
+
+
+def missing_verdict(per_column: pd.Series, n: int, n_bad_rows: int, missing: str,
+                    spec: ModelSpec) -> None:
+    """Raise for missing values (or warn that they are dropped, ``missing='drop'``) from their
+    counts: ``per_column`` NaN/inf values per used column of ``n`` rows, ``n_bad_rows`` rows
+    with any (the same check for a DataFrame and, as a reduction, for a Dask one)."""
+    for col, k in per_column.items():
+        if k == n:
             raise DataError(
                 f"{_role(col, spec)} {col!r} is entirely missing: all {n} values are NaN, None or "
                 "infinite. Check how the column was read or merged; a model cannot use it."
             )
-    rows = bad.any(axis=1)
-    if not rows.any():
-        return frame, 0
-    per_col = {c: int(bad[c].sum()) for c in frame.columns if bad[c].any()}
+    if not n_bad_rows:
+        return
+    per_col = {c: int(k) for c, k in per_column.items() if k}
     if missing == "drop":
         warnings.warn(
-            f"missing='drop': dropped {int(rows.sum())} of {n} rows with NaN or inf values "
+            f"missing='drop': dropped {n_bad_rows} of {n} rows with NaN or inf values "
             f"(by column: {per_col}).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-        kept = frame.loc[~rows]
-        if kept.empty:
+        if n_bad_rows == n:
             raise DataError(
                 f"Every row has a missing value in a used column (by column: {per_col}); "
                 "nothing is left to fit."
             )
-        return kept, int(rows.sum())
+        return
     (first, count), *others = per_col.items()
     also = "".join(f"; {_role(c, spec).lower()} {c!r} has {k}" for c, k in others)
     raise DataError(
         f"{_role(first, spec)} {first!r} has {count} NaN or infinite values (of {n} rows){also}. "
-        f"Fill or remove them, or pass missing='drop' to drop the {rows_text(int(rows.sum()))} "
+        f"Fill or remove them, or pass missing='drop' to drop the {rows_text(n_bad_rows)} "
         "concerned (the fit reports how many)."
     )
 
@@ -224,6 +240,13 @@ def warn_slopes(group: GroupDesign, term: GroupTerm, z_terms: tuple[str, ...]) -
     hi = np.full((group.n_levels, group.n_terms), -np.inf)
     np.minimum.at(lo, group.index, group.Z)
     np.maximum.at(hi, group.index, group.Z)
+    warn_flat_slopes(lo, hi, group, term, z_terms)
+
+
+def warn_flat_slopes(lo: np.ndarray, hi: np.ndarray, group: GroupDesign, term: GroupTerm,
+                     z_terms: tuple[str, ...]) -> None:
+    """:func:`warn_slopes` from each group's smallest and largest ``Z`` values (``(levels,
+    terms)``, reduced over the partitions of data larger than memory)."""
     flat = np.all(hi - lo == 0, axis=0)
     for name in dict.fromkeys(
         z_terms[k] for k in range(group.n_terms) if flat[k] and group.term_names[k] != "(Intercept)"
@@ -234,7 +257,7 @@ def warn_slopes(group: GroupDesign, term: GroupTerm, z_terms: tuple[str, ...]) -
             "variance is not identified (only the intercept can absorb between-group "
             f"differences). Drop {name} from the group term and keep it as a fixed effect.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
 
@@ -312,6 +335,32 @@ def check_fixed(X: np.ndarray, names: tuple[str, ...], n_params: int) -> None:
         culprits = [names[j] for j in np.argsort(null)[::-1] if null[j] > 1e-6][:4]
         raise DataError(
             f"The fixed-effect columns are perfectly collinear (rank {rank} < {X.shape[1]}): "
+            f"{', '.join(culprits)} are linear combinations of each other. Drop one of them."
+        )
+
+
+def check_fixed_cross(xtx: np.ndarray, lo: np.ndarray, hi: np.ndarray, names: tuple[str, ...],
+                      n_rows: int, n_params: int) -> None:
+    """:func:`check_fixed` from ``X'X`` and each column's range (data larger than memory)."""
+    for j, name in enumerate(names):
+        if name != "(Intercept)" and hi[j] == lo[j]:
+            raise DataError(
+                f"Predictor {name!r} is constant ({lo[j]:g} in every row): drop it, its effect "
+                "is not identified beside the intercept."
+            )
+    if n_rows < n_params:
+        raise DataError(
+            f"{n_rows} rows are fewer than the {n_params} parameters of the model: collect "
+            "more data or simplify the model."
+        )
+    scale = np.sqrt(np.clip(np.diag(xtx), 1e-300, None))
+    values, vectors = np.linalg.eigh(xtx / np.outer(scale, scale))
+    rank = int(np.sum(values > values.max() * len(names) * np.finfo(float).eps * 1e3))
+    if rank < len(names):
+        null = np.abs(vectors[:, 0])
+        culprits = [names[j] for j in np.argsort(null)[::-1] if null[j] > 1e-6][:4]
+        raise DataError(
+            f"The fixed-effect columns are perfectly collinear (rank {rank} < {len(names)}): "
             f"{', '.join(culprits)} are linear combinations of each other. Drop one of them."
         )
 

@@ -18,8 +18,10 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,19 +44,42 @@ __all__ = [
     "center",
     "group_index",
     "grouped",
+    "is_partitioned",
     "load_data",
     "numeric_column",
     "order_levels",
 ]
 
 
-def load_data(spec: ModelSpec, data: str | Path | None = None) -> pd.DataFrame:
-    """The DataFrame a spec names (or ``data``): a bundled dataset or a CSV file."""
+_PARQUET = (".parquet", ".parq", ".pq")
+
+
+def is_partitioned(data: Any) -> bool:
+    """Whether ``data`` is a Dask DataFrame or names a Parquet data set (a ``.parquet`` file,
+    a directory or a glob).
+
+    Examples
+    --------
+    >>> is_partitioned("sales/*.parquet"), is_partitioned("sleepstudy"), is_partitioned(None)
+    (True, False, False)
+    """
+    if isinstance(data, (str, os.PathLike)):
+        text = str(data)
+        return text.lower().endswith(_PARQUET) or any(c in text for c in "*?[") or Path(text).is_dir()
+    return type(data).__module__.startswith(("dask.", "dask_expr."))
+
+
+def load_data(spec: ModelSpec, data: str | Path | None = None) -> pd.DataFrame | str:
+    """The DataFrame a spec names (or ``data``): a bundled dataset or a CSV file; a Parquet
+    file, directory or glob is returned as its path, for
+    :func:`~multilevel.design.build_design` to read lazily with Dask."""
     source = str(data) if data is not None else spec.data
     if source is None:
         raise DataError("No data given: pass a DataFrame, --data FILE, or set data in the spec.")
     if source.lower() in datasets.names():
         return datasets.load(source)
+    if is_partitioned(source):  # a Parquet data set: read lazily by the design stage
+        return source
     path = Path(source)
     if not path.is_file():
         raise DataError(

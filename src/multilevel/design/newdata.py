@@ -211,7 +211,8 @@ def _evaluate(rhs: str, design: Design, frame: pd.DataFrame) -> np.ndarray:
     """Columns of ``rhs`` for ``frame``, with the transforms fitted to the training frame."""
     if rhs in ("1", "0"):
         return np.ones((len(frame), 1)) if rhs == "1" else np.zeros((len(frame), 0))
-    trained = design_matrices(rhs, design.frame, na_action="error", env=FORMULA_ENV)
+    train = design.frame if design.encoding is None else design.encoding  # no rows: the levels
+    trained = design_matrices(rhs, train, na_action="error", env=FORMULA_ENV)
     try:
         out = trained.common.evaluate_new_data(frame).design_matrix
     except Exception as err:

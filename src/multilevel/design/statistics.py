@@ -39,6 +39,7 @@ from multilevel.design.serial import SerialStats, serial_stats
 from multilevel.design.types import Design, GroupDesign
 
 __all__ = [
+    "Moments",
     "NestedStats",
     "SufficientStats",
     "complete_pooling",
@@ -46,10 +47,17 @@ __all__ = [
     "group_logistic",
     "group_ols",
     "marginal_statistics",
+    "fitted_variance",
     "merge_stats",
+    "moments",
+    "cell_layout",
     "nested_stats",
+    "nested_stats_of_rows",
     "nesting",
+    "nesting_of",
+    "parent_levels",
     "solve_groups",
+    "stats_of_rows",
     "sufficient_stats",
     "typical_within_variance",
 ]
@@ -88,18 +96,31 @@ class SufficientStats:
 
 def sufficient_stats(design: Design) -> SufficientStats:
     """One pass over the rows: the sums the marginal likelihood of one factor needs."""
-    g, X, y = design.groups[0], design.X, design.y
+    g = design.groups[0]
+    return stats_of_rows(g.index, g.n_levels, g.Z, design.X, design.y)
+
+
+def stats_of_rows(index: np.ndarray, n_groups: int, Z: np.ndarray, X: np.ndarray,
+                  y: np.ndarray) -> SufficientStats:
+    """:class:`SufficientStats` of rows given as arrays (one chunk of a larger data set, or all
+    of it); ``index`` holds each row's group in ``range(n_groups)``."""
     return SufficientStats(
-        n=np.bincount(g.index, minlength=g.n_levels).astype(float),
-        ztz=group_cross(g.index, g.n_levels, g.Z, g.Z),
-        ztx=group_cross(g.index, g.n_levels, g.Z, X),
-        zty=group_cross(g.index, g.n_levels, g.Z, y[:, None])[:, :, 0],
+        n=np.bincount(index, minlength=n_groups).astype(float),
+        ztz=group_cross(index, n_groups, Z, Z),
+        ztx=group_cross(index, n_groups, Z, X),
+        zty=group_cross(index, n_groups, Z, y[:, None])[:, :, 0],
         xtx=X.T @ X, xty=X.T @ y, yty=float(y @ y),
     )
 
 
-def merge_stats(a: SufficientStats, b: SufficientStats) -> SufficientStats:
-    """Sufficient statistics of two chunks of rows with the same groups (an associative sum)."""
+def merge_stats(a: SufficientStats | NestedStats, b: SufficientStats | NestedStats):
+    """Statistics of two chunks of rows with the same groups (an associative sum; the cell
+    layout of :class:`NestedStats` is the same in both)."""
+    if isinstance(a, NestedStats):
+        return NestedStats(*(
+            getattr(a, f.name) if f.name in _LAYOUT else getattr(a, f.name) + getattr(b, f.name)
+            for f in fields(NestedStats)
+        ))
     return SufficientStats(*(getattr(a, f.name) + getattr(b, f.name) for f in fields(SufficientStats)))
 
 
@@ -129,7 +150,11 @@ class NestedStats:
                 self.cell_start, self.xtx, self.xty, self.yty, self.n_total)
 
 
-def _parent(inner: GroupDesign, outer: GroupDesign) -> np.ndarray | None:
+#: Fields of :class:`NestedStats` that describe the cells rather than sum over rows.
+_LAYOUT = ("cell_start", "cell_level")
+
+
+def parent_levels(inner: GroupDesign, outer: GroupDesign) -> np.ndarray | None:
     """Outer level of every inner level when ``inner`` is nested in ``outer``, else None."""
     parent = np.full(inner.n_levels, -1)
     parent[inner.index] = outer.index
@@ -142,13 +167,30 @@ def nesting(design: Design) -> tuple[int, int] | None:
     """Positions ``(outer, inner)`` in ``design.groups`` when there are exactly two grouping
     factors and one is nested in the other (each of its levels inside one level of the other,
     with more levels); None otherwise."""
-    if len(design.groups) != 2:
+    if design.summary is not None:  # settled from the distinct factor combinations
+        return design.summary.nest
+    return nesting_of(design.groups)
+
+
+def nesting_of(groups: tuple[GroupDesign, ...]) -> tuple[int, int] | None:
+    """:func:`nesting` of the index arrays of ``groups`` (rows, or distinct combinations of the
+    factor columns: nesting depends only on which combinations occur)."""
+    if len(groups) != 2:
         return None
-    a, b = design.groups
+    a, b = groups
     for outer, inner, pos in ((a, b, (0, 1)), (b, a, (1, 0))):
-        if inner.n_levels > outer.n_levels and _parent(inner, outer) is not None:
+        if inner.n_levels > outer.n_levels and parent_levels(inner, outer) is not None:
             return pos
     return None
+
+
+def cell_layout(parent: np.ndarray, n_outer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells sorted by outer group: ``(cell of each inner level, cell_start, cell_level)``."""
+    order = np.argsort(parent, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    start = np.r_[0, np.cumsum(np.bincount(parent, minlength=n_outer))].astype(np.int64)
+    return rank, start, order.astype(np.int64)
 
 
 def nested_stats(design: Design) -> NestedStats:
@@ -157,30 +199,99 @@ def nested_stats(design: Design) -> NestedStats:
     if pos is None:
         raise ValueError("the design has no two nested grouping factors")
     outer, inner = design.groups[pos[0]], design.groups[pos[1]]
-    parent = _parent(inner, outer)
-    order = np.argsort(parent, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    cell = rank[inner.index]
-    X, y, z1, z2 = design.X, design.y, outer.Z, inner.Z
-    n_outer, n_cells = outer.n_levels, inner.n_levels
+    parent = parent_levels(inner, outer)
+    return nested_stats_of_rows(design.X, design.y, outer.index, outer.Z, inner.index, inner.Z,
+                                parent, outer.n_levels)
 
+
+def nested_stats_of_rows(X: np.ndarray, y: np.ndarray, outer_index: np.ndarray, z1: np.ndarray,
+                         inner_index: np.ndarray, z2: np.ndarray, parent: np.ndarray,
+                         n_outer: int) -> NestedStats:
+    """:class:`NestedStats` of rows given as arrays; ``parent[k]`` is the outer level of inner
+    level ``k`` (the same for every chunk of a larger data set)."""
+    rank, start, level = cell_layout(parent, n_outer)
+    cell, n_cells = rank[inner_index], parent.size
     return NestedStats(
-        g1=group_cross(outer.index, n_outer, z1, z1), z1x=group_cross(outer.index, n_outer, z1, X),
-        z1y=group_cross(outer.index, n_outer, z1, y[:, None])[:, :, 0],
+        g1=group_cross(outer_index, n_outer, z1, z1),
+        z1x=group_cross(outer_index, n_outer, z1, X),
+        z1y=group_cross(outer_index, n_outer, z1, y[:, None])[:, :, 0],
         a2=group_cross(cell, n_cells, z2, z2), c12=group_cross(cell, n_cells, z1, z2),
         z2x=group_cross(cell, n_cells, z2, X),
         z2y=group_cross(cell, n_cells, z2, y[:, None])[:, :, 0],
-        cell_start=np.r_[0, np.cumsum(np.bincount(parent, minlength=n_outer))].astype(np.int64),
-        cell_level=order.astype(np.int64), xtx=X.T @ X, xty=X.T @ y, yty=float(y @ y),
+        cell_start=start, cell_level=level, xtx=X.T @ X, xty=X.T @ y, yty=float(y @ y),
         n_total=float(y.shape[0]),
     )
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Means and sds (ddof 1) of ``y``, of each column of ``X`` and of each factor's ``Z``, the
+    least-squares coefficients of ``y`` on ``X`` and their residual sd (ddof 0)."""
+
+    y_mean: float
+    y_sd: float
+    x_mean: np.ndarray
+    x_sd: np.ndarray
+    z_mean: tuple[np.ndarray, ...]
+    z_sd: tuple[np.ndarray, ...]
+    ols: np.ndarray
+    resid_sd: float
+
+
+def _mean_sd(total: np.ndarray | float, cross: np.ndarray | float, n: float):
+    mean = np.asarray(total, dtype=float) / n
+    var = (np.asarray(cross, dtype=float) - n * mean**2) / (n - 1)
+    return mean, np.sqrt(np.clip(var, 0.0, None))
+
+
+def moments(design: Design) -> Moments:
+    """:class:`Moments` of a design, from its rows or, for data larger than memory, from its
+    statistics (the same values up to rounding).
+
+    Examples
+    --------
+    >>> from multilevel import ModelSpec, datasets
+    >>> from multilevel.design import build_design
+    >>> df = datasets.load("sleepstudy")
+    >>> m = moments(build_design(ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)"), df))
+    >>> bool(np.isclose(m.y_mean, df.Reaction.mean()) and np.isclose(m.z_sd[0][1], df.Days.std()))
+    True
+    """
+    s = design.summary
+    if s is None:
+        X, y = design.X, design.y
+        coef = np.linalg.lstsq(X, y, rcond=None)[0]
+        return Moments(
+            float(np.mean(y)), float(np.std(y, ddof=1)), X.mean(axis=0), X.std(axis=0, ddof=1),
+            tuple(g.Z.mean(axis=0) for g in design.groups),
+            tuple(g.Z.std(axis=0, ddof=1) for g in design.groups),
+            coef, float(np.std(y - X @ coef)),
+        )
+    n, st = float(s.n_rows), s.stats
+    y_mean, y_sd = _mean_sd(s.y_sum, st.yty, n)
+    x_mean, x_sd = _mean_sd(s.x_sum, np.diag(st.xtx), n)
+    z = [_mean_sd(g.z_sum, np.diag(g.z_cross), n) for g in design.groups]
+    coef = np.linalg.lstsq(st.xtx, st.xty, rcond=None)[0]
+    rss = max(float(st.yty - coef @ st.xty), 0.0)
+    return Moments(float(y_mean), float(y_sd), x_mean, x_sd, tuple(m for m, _ in z),
+                   tuple(sd for _, sd in z), coef, float(np.sqrt(rss / n)))
+
+
+def fitted_variance(design: Design, b: np.ndarray) -> np.ndarray:
+    """``var(X b)`` over the rows (ddof 1) for coefficients ``b`` (``(..., p)``); from ``X'X``
+    and ``X'1`` for a design without rows."""
+    if design.summary is None:
+        return np.einsum("...p,np->...n", b, design.X).var(axis=-1, ddof=1)
+    n, s = design.n_obs, design.summary
+    return (np.einsum("...p,pq,...q->...", b, s.stats.xtx, b) - (b @ s.x_sum) ** 2 / n) / (n - 1)
 
 
 def marginal_statistics(design: Design) -> SufficientStats | NestedStats | SerialStats:
     """The statistics of the marginal likelihood: :class:`~multilevel.design.serial.SerialStats`
     with AR(1)/CAR(1) residuals, :class:`NestedStats` for two nested factors, else
     :class:`SufficientStats` of the one factor."""
+    if design.summary is not None:  # built from data larger than memory
+        return design.summary.stats
     if design.serial is not None:
         return serial_stats(design)
     return sufficient_stats(design) if nesting(design) is None else nested_stats(design)
@@ -226,6 +337,8 @@ def group_logistic(
 
 def complete_pooling(design: Design) -> np.ndarray:
     """Coefficients of the fixed-effects regression that ignores the groups."""
+    if design.summary is not None:  # Gaussian, from X'X and X'y
+        return moments(design).ols
     if design.se is not None:  # inverse-variance weighted: the fixed-effect meta-analysis
         w = 1.0 / design.se
         return np.linalg.lstsq(design.X * w[:, None], design.y * w, rcond=None)[0]

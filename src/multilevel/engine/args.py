@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from multilevel.design import Design, GroupDesign
+from multilevel.design.statistics import moments
 from multilevel.engine.kernels.common import FAMILY_CODES, FAMILY_PARAMS
 from multilevel.model.priors import ResolvedPriors
 from multilevel.spec.terms import Prior
@@ -269,7 +270,7 @@ def encode_priors(design: Design, priors: ResolvedPriors, groups: list[GroupDesi
     sd_codes = [encode_prior(pr) for g in groups for pr in priors.sd[g.factor].values()]
     sig_fam, sig_par = encode_prior(priors.sigma) if sigma else (0, np.zeros(3))
     has_intercept = design.fixed_names[0] == "(Intercept)"
-    shift = design.X.mean(axis=0) if has_intercept else np.zeros(0)
+    shift = moments(design).x_mean if has_intercept else np.zeros(0)
     if has_intercept:
         shift[0] = 0.0
     return PriorCodes(

@@ -52,6 +52,12 @@ def choose_parameterization(design: Design, requested: str) -> tuple[str, str | 
             f"{design.spec.correlation.to_formula()}: correlated residuals are sampled with the "
             "group effects integrated out; use parameterization='marginal' (or 'auto')."
         )
+    if design.summary is not None and requested not in ("auto", "marginal"):
+        raise SpecError(
+            f"parameterization={requested!r} needs the rows in memory; a model fitted from the "
+            "statistics of a Dask/Parquet data set is sampled with the group effects integrated "
+            "out: use parameterization='marginal' (or 'auto')."
+        )
     ok, why = marginal_supported(design)
     if requested == "auto":
         return ("marginal", None) if ok else ("noncentered", why)

@@ -28,7 +28,13 @@ import numpy as np
 
 from multilevel import naming
 from multilevel.design import Design, GroupDesign
-from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics, nesting
+from multilevel.design.statistics import (
+    NestedStats,
+    SufficientStats,
+    marginal_statistics,
+    moments,
+    nesting,
+)
 from multilevel.engine.args import MarginalArgs, NestedArgs, encode_priors
 from multilevel.engine.kernels.marginal import logp_grad
 from multilevel.engine.kernels.nested import nested_logp_grad
@@ -85,16 +91,18 @@ class MarginalProblem:
 
     def start_point(self) -> np.ndarray:
         """OLS fixed effects, sds at half the residual sd, no correlation."""
-        d = self.design
-        coef, *_ = np.linalg.lstsq(d.X, d.y, rcond=None)
+        mom = moments(self.design)
+        coef = mom.ols
         shift = self.args.shift
         theta = np.zeros(self.n_marginal)
         theta[:self.p] = coef
         if shift.shape[0] == self.p:
             theta[0] = coef[0] + shift @ coef
-        resid_sd = float(np.std(d.y - d.X @ coef))
+        resid_sd = mom.resid_sd
+        z_sds = dict(zip((g.factor for g in self.design.groups), mom.z_sd, strict=True))
         for f in self.factors:
-            z_sd = f.group.Z.std(axis=0)
+            z_sd = f.group.Z.std(axis=0) if self.design.has_rows else (  # ddof 0
+                z_sds[f.group.factor] * np.sqrt((self.design.n_obs - 1) / self.design.n_obs))
             z_sd[z_sd == 0] = 1.0
             theta[f.ks:f.kx] = np.log(0.5 * resid_sd / z_sd)
         theta[-1] = np.log(resid_sd)

@@ -3,8 +3,11 @@
 :func:`fit_design` takes the :class:`~multilevel.design.Design` the Bayesian fit already built
 (the design is built once per :func:`multilevel.fit_hierarchical` call);
 :func:`fit_frequentist` is the (spec, data) entry point. Models with known standard errors get
-the REML random-effects meta-analysis (:mod:`multilevel.frequentist.meta`), every other model
-mixedlm's lme4-equal fit (:mod:`multilevel.frequentist.mixed`).
+the REML random-effects meta-analysis (:mod:`multilevel.frequentist.meta`); Gaussian models
+with one grouping factor or two nested ones are fitted from their sufficient statistics
+(:mod:`multilevel.frequentist.profiled`) when the design has no rows (data larger than memory)
+or at least :data:`~multilevel.frequentist.profiled.STATS_FIT_ROWS` rows; every other model
+gets mixedlm's lme4-equal fit (:mod:`multilevel.frequentist.mixed`).
 
 Examples
 --------
@@ -23,8 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from multilevel.design import Design, build_design
+from multilevel.design.statistics import nesting
 from multilevel.frequentist.meta import MetaAnalysisFit, check_meta_spec, fit_meta
 from multilevel.frequentist.mixed import check_method, fit_mixed
+from multilevel.frequentist.profiled import STATS_FIT_ROWS, fit_from_stats
 from multilevel.frequentist.result import FrequentistFit
 from multilevel.frequentist.serial import fit_serial
 from multilevel.spec.io import as_spec
@@ -50,6 +55,12 @@ def fit_design(design: Design, method: str | None = None, n_agq: int = 1) -> Fre
     if design.serial is not None:  # AR(1)/CAR(1) residuals: nlme's criterion, not mixedlm
         check_frequentist(design.spec, method, n_agq)
         return fit_serial(design, method, n_agq)
+    if design.summary is not None or (
+        design.spec.family == "gaussian" and design.n_obs >= STATS_FIT_ROWS
+        and (len(design.groups) == 1 or nesting(design) is not None)
+    ):  # from sufficient statistics: data larger than memory, or many rows
+        check_frequentist(design.spec, method, n_agq)
+        return fit_from_stats(design, method, n_agq)
     return fit_mixed(design, method, n_agq)
 
 
@@ -68,8 +79,9 @@ def fit_frequentist(
     ----------
     spec : ModelSpec, str or pathlib.Path
         The model, an lme4 formula (then ``family`` applies) or a TOML spec file.
-    df : pandas.DataFrame
-        The data; never modified.
+    df : pandas.DataFrame, dask.dataframe.DataFrame, str or Path
+        The data; never modified. A Dask DataFrame or Parquet path is reduced to statistics
+        without collecting its rows (:func:`~multilevel.design.build_design`).
     method : {'REML', 'ML', 'Laplace', 'AGQ'}, optional
         Defaults to 'REML' for Gaussian models, 'Laplace' for logistic ones, 'AGQ' when
         ``n_agq > 1``.

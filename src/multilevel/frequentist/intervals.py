@@ -44,6 +44,7 @@ from scipy.special import expit
 
 from multilevel.design import Design
 from multilevel.design.serial import ar_noise
+from multilevel.design.types import require_rows
 from multilevel.errors import SpecError
 from multilevel.frequentist.deviance import GaussianDeviance, VarLayout, glmm_deviance, hessian
 from multilevel.frequentist.serial_deviance import SerialGaussianDeviance
@@ -398,6 +399,8 @@ def confint_table(
     level = check_level(level)
     if fit.design is None:
         raise SpecError("This fit does not hold its design: refit it to compute intervals.")
+    if method in ("profile", "boot"):
+        require_rows(fit.design, f"confint(method={method!r})")
     if method == "profile":
         return _profile(fit, level)
     if method == "Wald":

@@ -292,8 +292,11 @@ def _ranef_table(res: Any, design: Design) -> pd.DataFrame:
 
 
 def random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tuple[float, ...]:
-    """Random-effect variance per factor: ``mean_i z_i' Sigma z_i`` over the observed rows."""
+    """Random-effect variance per factor: ``mean_i z_i' Sigma z_i`` over the observed rows
+    (``tr(Sigma Z'Z) / n`` for a design built from statistics)."""
     out = []
+    if design.summary is not None:
+        return tuple(float(np.sum(g.cov * design.group(g.factor).z_moment())) for g in groups)
     for g in groups:
         Z = design.group(g.factor).Z
         out.append(float(np.mean(np.einsum("ij,jk,ik->i", Z, g.cov, Z))))

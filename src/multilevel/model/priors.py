@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.design import Design
+from multilevel.design.statistics import moments
 from multilevel.errors import SpecError
 from multilevel.spec.terms import DISTRIBUTIONS, Prior
 
@@ -186,9 +187,9 @@ def resolve_priors(design: Design) -> ResolvedPriors:
                 f"{', '.join(valid)}."
             )
     logistic = spec.is_logistic
-    y = design.y if not logistic else None
-    s_y = 1.0 if logistic else float(np.std(y, ddof=1))
-    ybar = 0.0 if logistic else float(np.mean(y))
+    mom = moments(design)
+    s_y = 1.0 if logistic else mom.y_sd
+    ybar = 0.0 if logistic else mom.y_mean
     source: dict[str, str] = {}
 
     def pick(name: str, keys: list[str], default: Prior, **check: bool) -> Prior:
@@ -200,9 +201,8 @@ def resolve_priors(design: Design) -> ResolvedPriors:
         source[name] = "default"
         return default
 
-    X = design.X
     slopes = [j for j, n in enumerate(design.fixed_names) if n != "(Intercept)"]
-    sx = {j: float(np.std(X[:, j], ddof=1)) for j in slopes}
+    sx = {j: float(mom.x_sd[j]) for j in slopes}
     fixed: dict[str, Prior] = {}
     for j in slopes:
         name = design.fixed_names[j]
@@ -210,7 +210,7 @@ def resolve_priors(design: Design) -> ResolvedPriors:
                            scale=False)
     intercept = None
     if "(Intercept)" in design.fixed_names:
-        spread = np.sqrt(1.0 + sum((float(np.mean(X[:, j])) / sx[j]) ** 2 for j in slopes))
+        spread = np.sqrt(1.0 + sum((float(mom.x_mean[j]) / sx[j]) ** 2 for j in slopes))
         intercept = pick(
             "Intercept", ["Intercept"], Prior("Normal", mu=ybar, sigma=2.5 * s_y * spread),
             scale=False,
@@ -220,10 +220,10 @@ def resolve_priors(design: Design) -> ResolvedPriors:
         sigma = pick("sigma", ["sigma"], Prior("HalfStudentT", nu=3.0, sigma=s_y), scale=True)
     sd: dict[str, dict[str, Prior]] = {}
     cor: dict[str, Prior] = {}
-    for g in design.groups:
+    for g, z_sd in zip(design.groups, mom.z_sd, strict=True):
         sd[g.factor] = {}
         for k, term in enumerate(g.term_names):
-            s_z = 1.0 if term == "(Intercept)" else float(np.std(g.Z[:, k], ddof=1)) or 1.0
+            s_z = 1.0 if term == "(Intercept)" else float(z_sd[k]) or 1.0
             keys = [f"sd({term} | {g.factor})"]
             if term == "(Intercept)":
                 keys.append(f"sd(1 | {g.factor})")

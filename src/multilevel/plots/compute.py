@@ -34,6 +34,7 @@ from scipy.stats import rankdata
 from multilevel import naming
 from multilevel.design import GroupDesign
 from multilevel.design.serial import ar_noise, serial_pairs_of
+from multilevel.design.types import require_rows
 from multilevel.results.core import draws_of
 from multilevel.results.tables import (
     icc_draws,
@@ -155,7 +156,8 @@ def _frequentist_lookup(fit: HierarchicalFit) -> tuple[dict, dict, dict]:
         return {}, {}, {}
     vc = fit.frequentist.variance_components()
     icc = fit.frequentist.icc()
-    ci = fit.frequentist_intervals("profile")
+    # a design without rows (Dask/Parquet) has no profile: Wald intervals of the fixed effects
+    ci = fit.frequentist_intervals("profile" if fit.design.has_rows else "Wald")
     intervals = {} if ci is None else {
         (r.group, r.term, r.stat): (float(r.lower), float(r.upper)) for r in ci.itertuples()}
     return (
@@ -236,6 +238,7 @@ def posterior_predictive(
     >>> posterior_predictive(fit, draws=20, seed=0).shape
     (20, 180)
     """
+    require_rows(fit.design, "The posterior predictive check")
     rng = np.random.default_rng(seed)
     post = fit.posterior
     total = post.sizes["chain"] * post.sizes["draw"]

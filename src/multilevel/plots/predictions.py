@@ -32,6 +32,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from multilevel.design.newdata import check_scale, predictor_columns
+from multilevel.design.types import require_rows
 from multilevel.errors import SpecError
 from multilevel.plots._layout import method_label, single_axes
 from multilevel.results.predictions import prediction_table
@@ -64,6 +65,8 @@ def conditional_grid(
     fit: HierarchicalFit, x: str, *, by: str | None = None, points: int = 50
 ) -> pd.DataFrame:
     """Rows for a conditional-effects plot (module docstring); no grouping columns."""
+    require_rows(fit.design, "The conditional-effects grid (typical values of the other "
+                 "predictors)")
     frame = fit.design.frame
     cols = predictor_columns(fit.design, groups=False)
     for name, value in (("x", x), ("by", by)):

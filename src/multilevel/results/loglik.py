@@ -33,6 +33,7 @@ from scipy.special import gammaln
 
 from multilevel import naming
 from multilevel.design.serial import lag_power
+from multilevel.design.types import require_rows
 from multilevel.results.core import draws_of
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def linear_predictor_draws(fit: FitRecord) -> np.ndarray:
 def pointwise_log_likelihood(fit: FitRecord) -> np.ndarray:
     """``(chain, draw, obs)`` conditional log-likelihood of every row (module docstring)."""
     design = fit.design
+    require_rows(design, "The pointwise log-likelihood (PSIS-LOO, WAIC)")
     eta = linear_predictor_draws(fit)
     y = design.y
     if design.spec.is_logistic:

@@ -17,7 +17,11 @@ attribute                 content
 
 and a group ``multilevel_data`` holds the used data columns (``Design.frame``): numbers as
 they are, categorical and text columns as integer codes with their categories (and order) in
-the variable's attributes.
+the variable's attributes. A fit of data larger than memory (a design without rows,
+:mod:`multilevel.design.partitioned`) stores its encoding frame there instead, and its
+statistics, level counts and sums in a group ``multilevel_stats`` (arrays, and the facts as
+JSON in its ``info`` attribute); loading rebuilds that design with
+:func:`~multilevel.design.summary_io.design_from_summary`.
 
 Loading rebuilds the :class:`~multilevel.design.Design` with
 :func:`~multilevel.design.build_design` from the stored columns and checks it against the
@@ -64,6 +68,7 @@ import xarray as xr
 
 from multilevel.design import Design, build_design
 from multilevel.design.statistics import marginal_statistics
+from multilevel.design.summary_io import design_from_summary, summary_arrays
 from multilevel.errors import DataError
 from multilevel.frequentist import fit_design
 from multilevel.model.priors import resolve_priors
@@ -75,6 +80,7 @@ __all__ = ["FORMAT_VERSION", "data_fingerprint", "read_fit", "save_fit"]
 
 FORMAT_VERSION = 1
 DATA_GROUP = "multilevel_data"
+STATS_GROUP = "multilevel_stats"
 _CHECKED_MAJOR = ("pymc", "arviz")
 _OWN_ATTRS = ("multilevel_format", "multilevel_fit")
 
@@ -101,6 +107,11 @@ def data_fingerprint(design: Design) -> str:
         else:
             h.update(json.dumps(item, default=str).encode())
 
+    if design.summary is not None:  # no rows: the statistics and level counts define the fit
+        arrays, info = summary_arrays(design)
+        add(info)
+        for key in sorted(arrays):
+            add(arrays[key])
     add([str(c) for c in design.frame.columns])
     add(list(design.frame.shape))
     add(list(design.fixed_names))
@@ -252,7 +263,14 @@ def save_fit(fit: FitRecord, path: str | os.PathLike) -> Path:
     tree.attrs.setdefault("multilevel_spec", fit.spec.to_toml())
     tree.attrs.setdefault("multilevel_versions", json.dumps(package_versions()))
     tree.attrs |= {"multilevel_format": FORMAT_VERSION, "multilevel_fit": json.dumps(meta)}
-    tree[DATA_GROUP] = xr.DataTree(_frame_to_dataset(fit.design.frame))
+    if fit.design.summary is None:
+        tree[DATA_GROUP] = xr.DataTree(_frame_to_dataset(fit.design.frame))
+    else:  # data larger than memory: the statistics, and the frame new data are encoded on
+        arrays, info = summary_arrays(fit.design)
+        stats = xr.Dataset({k: xr.DataArray(v, dims=[f"{k}_{i}" for i in range(np.ndim(v))])
+                            for k, v in arrays.items()}, attrs={"info": json.dumps(info)})
+        tree[DATA_GROUP] = xr.DataTree(_frame_to_dataset(fit.design.encoding))
+        tree[STATS_GROUP] = xr.DataTree(stats)
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store.zarr"
         with warnings.catch_warnings():
@@ -318,9 +336,15 @@ def read_fit(path: str | os.PathLike) -> FitRecord:
     meta = json.loads(attrs["multilevel_fit"])
     spec = spec_from_toml(attrs["multilevel_spec"])
     frame = _dataset_to_frame(tree[DATA_GROUP].to_dataset())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # slope/separation warnings were given at fit time
-        design = build_design(spec, frame)
+    if STATS_GROUP in tree.children:  # a design without rows (data larger than memory)
+        ds = tree[STATS_GROUP].to_dataset()
+        design = design_from_summary(spec, frame, {k: ds[k].to_numpy() for k in ds.data_vars},
+                                     json.loads(ds.attrs["info"]))
+        tree = tree.drop_nodes(STATS_GROUP)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # slope/separation warnings were given at fit time
+            design = build_design(spec, frame)
     design = replace(design, dropped_rows=int(meta["dropped_rows"]))
     if data_fingerprint(design) != meta["fingerprint"]:
         raise DataError(

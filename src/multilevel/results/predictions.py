@@ -47,6 +47,7 @@ import xarray as xr
 from multilevel import naming
 from multilevel.design.newdata import NEW_LEVELS, NewDesign, check_scale, new_design
 from multilevel.design.serial import ar_noise, serial_pairs_of
+from multilevel.design.types import require_rows
 from multilevel.errors import DataError, SpecError
 from multilevel.results.core import DEFAULT_PROB, draws_of
 from multilevel.results.rowstats import combine_rows, summarize_rows
@@ -193,6 +194,7 @@ def predict_draws(
 def _frame_of(fit: FitRecord, newdata: pd.DataFrame | None) -> pd.DataFrame:
     """The rows predicted, with newdata's own index (so results align with it)."""
     if newdata is None:
+        require_rows(fit.design, "Predictions for the fitted rows (newdata=None)")
         return fit.design.frame.copy()
     return newdata.copy()
 

@@ -96,6 +96,8 @@ class FitResult(FitRecord):
                        keys: list[str]) -> pd.DataFrame:
         if interval is None:
             return table
+        if interval == "profile" and not self.design.has_rows:  # no rows to profile over
+            interval = "Wald"
         lo, hi = f"{self.method}_lower", f"{self.method}_upper"
         ci = self.frequentist_intervals(interval, prob)
         if ci is None:

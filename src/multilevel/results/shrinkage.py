@@ -47,6 +47,9 @@ from multilevel.results.tables import covariance_draws
 
 __all__ = ["pooling_factors", "shrinkage_table"]
 
+#: Largest (draws x groups x terms^2) block of pooling matrices formed at once.
+_CHUNK = 4_000_000
+
 
 def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray:
     """Posterior-mean linear predictor without ``g``'s varying terms and their fixed parts."""
@@ -58,6 +61,40 @@ def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray
             u = draws_of(posterior, naming.effect_name(other.factor)).mean(axis=(0, 1))
             offset = offset + np.einsum("nq,nq->n", other.Z, u[other.index])
     return offset
+
+
+def _stats_cross(design: Design, g: GroupDesign):
+    """Per level of ``g``: ``Z'Z``, ``Z'X``, ``Z'y`` and the cross-products with the other
+    factor's ``Z`` (``(C, other level of each cross)`` for two nested factors, else None)."""
+    st, nest = design.summary.stats, design.summary.nest
+    if nest is None:
+        return st.ztz, st.ztx, st.zty, None
+    parent = np.repeat(np.arange(len(st.cell_start) - 1), np.diff(st.cell_start))
+    if design.groups[nest[0]].factor == g.factor:  # outer: cells' Z1'Z2, summed per outer level
+        return st.g1, st.z1x, st.z1y, (st.c12, parent)
+    back = np.empty_like(st.cell_level)
+    back[st.cell_level] = np.arange(len(st.cell_level))  # cell of each inner level
+    return (st.a2[back], st.z2x[back], st.z2y[back],
+            (np.swapaxes(st.c12, 1, 2)[back], parent[back]))
+
+
+def _own_from_stats(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray:
+    """No-pooling estimates from the statistics: ``(Z_j'Z_j)^-1 Z_j'(y - X b - Z_o u_o)``."""
+    b = draws_of(posterior, naming.FIXED).mean(axis=(0, 1))
+    keep = np.array([name not in g.term_names for name in design.fixed_names])
+    ztz, ztx, zty, other = _stats_cross(design, g)
+    rhs = zty - ztx[:, :, keep] @ b[keep]
+    if other is not None:
+        cross, parent = other
+        o = design.groups[1 - design.groups.index(g)]
+        u = draws_of(posterior, naming.effect_name(o.factor)).mean(axis=(0, 1))
+        if cross.shape[0] == g.n_levels:  # inner level: its outer level's effect
+            rhs = rhs - np.einsum("kab,kb->ka", cross, u[parent])
+        else:  # outer level: the effects of its cells, in cell order
+            st = design.summary.stats
+            contrib = np.einsum("kab,kb->ka", cross, u[st.cell_level])
+            rhs = rhs - np.add.reduceat(contrib, st.cell_start[:-1], axis=0)
+    return solve_groups(ztz, rhs)
 
 
 def _thinned(arr: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -83,11 +120,12 @@ def pooling_factors(
     """``(levels, terms)`` posterior-mean diagonal of the pooling matrix ``A_j`` (docstring).
 
     Gaussian models use every draw (``Z_j'WZ_j = Z_j'Z_j / sigma^2``); logistic models, whose
-    weights change with each draw's linear predictor, use ``max_draws`` evenly thinned draws.
+    weights change with each draw's linear predictor, AR(1) models and designs built from data
+    larger than memory (often with very many groups) use ``max_draws`` evenly thinned draws.
     """
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     keep = np.arange(n_draws)
-    if design.spec.is_logistic or design.serial is not None:
+    if design.spec.is_logistic or design.serial is not None or design.summary is not None:
         keep = np.unique(np.linspace(0, n_draws - 1, min(max_draws, n_draws)).astype(int))
     cov = covariance_draws(posterior, g).reshape((-1, g.n_terms, g.n_terms))[keep]
     lam = np.linalg.cholesky(cov + 1e-12 * np.eye(g.n_terms))
@@ -108,13 +146,20 @@ def pooling_factors(
         if design.serial is not None:
             phi = _thinned(draws_of(posterior, naming.PHI), keep)
             ztz = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, g.Z, phi)
+        elif design.summary is not None:  # data larger than memory: Z_j'Z_j from the statistics
+            ztz = _stats_cross(design, g)[0][None]
         else:
             ztz = _weighted_crossprod(g, np.ones((1, design.n_obs)))
         ztwz = ztz / sigma[:, None, None, None] ** 2
-    m = np.eye(g.n_terms) + np.einsum("sba,sgbc,scd->sgad", lam, ztwz, lam)
-    inner = np.linalg.solve(m, np.einsum("sba,sgbc->sgac", lam, ztwz))
-    pool = np.einsum("sab,sgbc->sgac", lam, inner)
-    return np.diagonal(pool, axis1=2, axis2=3).mean(axis=0)
+    out = np.empty((g.n_levels, g.n_terms))
+    step = max(1, _CHUNK // (len(keep) * g.n_terms**2))  # bounded memory for many groups
+    for start in range(0, g.n_levels, step):
+        w = ztwz[:, start:start + step]
+        m = np.eye(g.n_terms) + np.einsum("sba,sgbc,scd->sgad", lam, w, lam)
+        inner = np.linalg.solve(m, np.einsum("sba,sgbc->sgac", lam, w))
+        pool = np.einsum("sab,sgbc->sgac", lam, inner)
+        out[start:start + step] = np.diagonal(pool, axis1=2, axis2=3).mean(axis=0)
+    return out
 
 
 def shrinkage_table(
@@ -127,18 +172,21 @@ def shrinkage_table(
     for g in design.groups:
         if group is not None and g.factor != group:
             continue
-        offset = _offset(posterior, design, g)
-        if design.spec.is_logistic:
+        if design.summary is not None:  # data larger than memory: from the statistics
+            own = _own_from_stats(posterior, design, g)
+        elif design.spec.is_logistic:
+            offset = _offset(posterior, design, g)
             n = design.trials if design.trials is not None else np.ones_like(design.y)
             own = group_logistic(g.Z, g.index, design.y, n, offset, g.n_levels)
         elif design.serial is not None:  # GLS with the posterior-mean R_j(phi)
+            offset = _offset(posterior, design, g)
             phi = float(draws_of(posterior, naming.PHI).mean())
             r = (design.y - offset)[:, None]
             zrz = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, g.Z, phi)
             zrr = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, r, phi)
             own = solve_groups(zrz, zrr[..., 0])
         else:
-            own = group_ols(g.Z, g.index, design.y - offset, g.n_levels)
+            own = group_ols(g.Z, g.index, design.y - _offset(posterior, design, g), g.n_levels)
         u = draws_of(posterior, naming.effect_name(g.factor))
         b = draws_of(posterior, naming.FIXED)
         weights = pooling_factors(posterior, design, g)

@@ -37,7 +37,7 @@ import xarray as xr
 
 from multilevel import naming
 from multilevel.design import Design, GroupDesign
-from multilevel.design.statistics import typical_within_variance
+from multilevel.design.statistics import fitted_variance, typical_within_variance
 from multilevel.results.core import DEFAULT_PROB, draws_of, summarize
 
 __all__ = [
@@ -111,8 +111,7 @@ def residual_variance_draws(posterior: xr.Dataset, design: Design) -> np.ndarray
 
 def random_variance_draws(posterior: xr.Dataset, g: GroupDesign) -> np.ndarray:
     """``trace(Sigma_k Z_k'Z_k / n)`` per draw: the mean random-effect variance over rows."""
-    moments = g.Z.T @ g.Z / g.Z.shape[0]
-    return np.einsum("cdab,ba->cd", covariance_draws(posterior, g), moments)
+    return np.einsum("cdab,ba->cd", covariance_draws(posterior, g), g.z_moment())
 
 
 def icc_ratio(part: np.ndarray, random_total: np.ndarray, residual: np.ndarray, fixed=0.0):
@@ -138,8 +137,7 @@ def icc_draws(posterior: xr.Dataset, design: Design) -> list[tuple[dict[str, obj
     if len(v) > 1:
         labelled.append(({"group": "all", "type": "adjusted"}, icc_ratio(total, total, resid)))
     b = draws_of(posterior, naming.FIXED)
-    fitted = np.einsum("cdp,np->cdn", b, design.X)
-    var_fixed = fitted.var(axis=-1, ddof=1)
+    var_fixed = fitted_variance(design, b)
     labelled.append(
         ({"group": "all", "type": "conditional"}, icc_ratio(total, total, resid, var_fixed))
     )
