@@ -3,7 +3,7 @@
 Model ``y ~ x + w + (1 + x | g)`` on simulated data with known truth (intercept 1, slopes 0.5
 and -0.3, sd(Intercept) 0.8, sd(x) 0.4, cor 0.3, sigma 1.2).
 
-* **large**: ``--rows`` rows (default 10^7) in ``--groups`` groups written as a Parquet directory
+* **large**: ``--rows`` rows (default 10^8) in ``--groups`` groups written as a Parquet directory
   of ``--partitions`` files (generated here, chunk by chunk, in a separate process); then, in a
   fresh process, ``fit_hierarchical(path, seed=s)`` with the defaults (4 x 1000 draws, REML
   beside) for seeds 1, 2, 3. Reports wall time per seed, the process's peak RSS
@@ -64,7 +64,8 @@ FIT = textwrap.dedent('''
     est = {f"b[{r.term}]": (r.lower, r.upper, r.ess_bulk) for r in fe.itertuples()}
     for r in vc.itertuples():
         if r.stat in ("sd", "cor"):
-            key = "sigma" if r.group == "Residual" else ("cor" if r.stat == "cor" else f"sd({r.term})")
+            sd = "sd(Intercept)" if r.term == "(Intercept)" else f"sd({r.term})"
+            key = "sigma" if r.group == "Residual" else ("cor" if r.stat == "cor" else sd)
             est[key] = (r.lower, r.upper, r.ess_bulk)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(json.dumps({"wall": wall, "rss_gib": rss, "est": est, "notes": list(fit.notes),
@@ -136,9 +137,9 @@ def _run(code: str, *args: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--rows", type=int, default=100_000_000)
     ap.add_argument("--groups", type=int, default=10_000)
-    ap.add_argument("--partitions", type=int, default=20)
+    ap.add_argument("--partitions", type=int, default=50)
     ap.add_argument("--compare-rows", type=int, default=1_000_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     args = ap.parse_args()

@@ -148,7 +148,7 @@ def test_recovered_group_effects_follow_exact_conditional(small):
         "sigma": (("chain", "draw"), rep(sigma)),
     }, coords={"chain": [0], "draw": np.arange(n_draws), "fixed_term": list(design.fixed_names),
                "g_term": list(g.term_names)})
-    idata = recover_group_effects(xr.DataTree.from_dict({"posterior": post}), design, seed=5)
+    idata, _ = recover_group_effects(xr.DataTree.from_dict({"posterior": post}), design, seed=5)
     u = idata["posterior"]["u_g"].to_numpy()[0]  # (draw, level, term)
     cov = (sd[:, None] * chol) @ (sd[:, None] * chol).T
     for j, level in enumerate(g.levels):

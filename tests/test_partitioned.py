@@ -61,6 +61,7 @@ def _compare_to_mixedlm(formula: str, df: pd.DataFrame, ddf, method: str) -> Non
     for a, b in zip(ours.groups, ref.groups, strict=True):
         np.testing.assert_allclose(a.cov, b.cov, rtol=1e-5, atol=1e-7 * np.abs(b.cov).max())
     np.testing.assert_allclose(ours.loglik, ref.loglik, rtol=0, atol=1e-6)
+    assert ours.loglik >= ref.loglik - 1e-9  # at least as far up as lme4's optimizer gets
     np.testing.assert_allclose(ours.cov_fixed, ref.cov_fixed, rtol=1e-5)
     r_ours, r_ref = ours.ranef_table, ref.ranef_table
     keys = ["group", "level", "term"]
@@ -129,7 +130,9 @@ def test_posterior_on_a_local_cluster_agrees_with_pandas() -> None:
         mb = az.mcse(big.posterior[var], method="mean")
         diff = np.abs(mem.posterior[var].mean(("chain", "draw")) - big.posterior[var].mean(("chain", "draw")))
         assert bool((diff < 4 * np.sqrt(ma**2 + mb**2)).all()), var
-    np.testing.assert_allclose(a["reml"], b["reml"], rtol=1e-6)
+    # sds, correlation, sigma: mixedlm stops within ~1e-7 of the optimum in theta, which a
+    # correlation near 0 turns into a larger relative difference; so 1e-6 absolute as well
+    np.testing.assert_allclose(a["reml"], b["reml"], rtol=1e-6, atol=1e-6)
     # every table works without rows
     for table in (big.fixed_effects(), big.icc(), big.shrinkage(), big.design_effect(), big.r2(),
                   big.icc_methods(), big.group_effect_errors()):

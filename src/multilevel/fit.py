@@ -42,6 +42,7 @@ from multilevel import course, plots, report
 from multilevel.design import build_design, load_data
 from multilevel.design.statistics import marginal_statistics
 from multilevel.engine import choose_parameterization, sample_posterior
+from multilevel.errors import SpecError
 from multilevel.frequentist import check_frequentist, fit_design
 from multilevel.model import resolve_priors
 from multilevel.results import DEFAULT_PROB, FitResult
@@ -170,6 +171,7 @@ def fit_hierarchical(
     frequentist: bool | str = True,
     missing: str = "error",
     progressbar: bool = True,
+    group_draws: str = "auto",
 ) -> HierarchicalFit:
     """Fit a multilevel model by NUTS, with the REML/ML/Laplace fit beside it.
 
@@ -193,6 +195,12 @@ def fit_hierarchical(
         Rows with NaN/inf in used columns: raise, or drop them with a warning.
     progressbar : bool
         Show the sampler's progress bar.
+    group_draws : {'auto', 'full', 'summary'}
+        For fits with the group effects integrated out: keep every draw of every group effect
+        (``'full'``), or only per-level summaries computed chunk by chunk (``'summary'``: mean,
+        sd and quantiles; for 10^4-10^6 groups); ``'auto'`` keeps the draws up to 500 MB.
+        ``fit.notes`` says which. Tables work either way; what needs every draw (PSIS-LOO, the
+        PPC) asks for ``'full'``.
 
     Returns
     -------
@@ -210,7 +218,14 @@ def fit_hierarchical(
     priors = resolve_priors(design)
     param, note = choose_parameterization(design, spec.sampler.parameterization)
     stats = marginal_statistics(design) if param == "marginal" else None
-    sampled = sample_posterior(design, priors, spec.sampler, param, stats=stats, progressbar=progressbar)
+    if group_draws not in ("auto", "full", "summary"):
+        raise SpecError(f"group_draws={group_draws!r} is not an option: use 'auto', 'full' or "
+                        "'summary'.")
+    if group_draws == "summary" and param != "marginal":
+        raise SpecError(f"group_draws='summary' applies to fits with the group effects integrated "
+                        f"out; this one is sampled {param!r}, so its effects are parameters.")
+    sampled = sample_posterior(design, priors, spec.sampler, param, stats=stats,
+                               progressbar=progressbar, group_draws=group_draws)
     sampled.idata.attrs["multilevel_spec"] = spec.to_toml()
     sampled.idata.attrs["multilevel_versions"] = str(package_versions())
     freq = fit_design(design, method) if frequentist else None

@@ -20,10 +20,12 @@ import re
 __all__ = [
     "FIXED",
     "FIXED_DIM",
+    "GROUP_SUMMARIES",
     "OBS_DIM",
     "PHI",
     "SIGMA",
     "chol_name",
+    "coef_name",
     "cor_name",
     "corchol_name",
     "effect_name",
@@ -41,6 +43,8 @@ OBS_DIM = "obs"
 SIGMA = "sigma"
 #: Residual autocorrelation of an ``ar1``/``car1`` model (nlme's ``Phi``).
 PHI = "phi"
+#: The idata group of per-level group-effect summaries when the draws are not kept.
+GROUP_SUMMARIES = "group_effect_summaries"
 RESPONSE = "y"
 LINPRED = "eta"
 
@@ -88,6 +92,11 @@ def offset_name(factor: str) -> str:
 def effect_name(factor: str) -> str:
     """Name of the group effects (deviations from the fixed effects) of ``factor``."""
     return f"u_{group_key(factor)}"
+
+
+def coef_name(factor: str) -> str:
+    """Per-level summaries of the coefficients ``b + u`` of a factor (``group_draws='summary'``)."""
+    return f"coef_{group_key(factor)}"
 
 
 def level_dim(factor: str) -> str:

@@ -43,7 +43,7 @@ from multilevel.design import FORMULA_ENV
 from multilevel.design.serial import lag_power
 from multilevel.design.types import require_rows
 from multilevel.errors import SpecError
-from multilevel.results.core import DEFAULT_PROB, describe, draws_of
+from multilevel.results.core import DEFAULT_PROB, describe, draws_of, effect_summaries
 from multilevel.results.tables import icc_draws
 
 __all__ = [
@@ -270,20 +270,25 @@ def group_effect_errors(fit, group: str | None = None) -> pd.DataFrame:
 
     Columns: group, level, term, n and the above.
     """
-    d, frames = fit.design, []
+    d, frames, summaries = fit.design, [], effect_summaries(fit.idata)
     for g in d.groups:
         if group is not None and g.factor != group:
             continue
-        u = draws_of(fit.posterior, naming.effect_name(g.factor)).reshape(-1, g.n_levels, g.n_terms)
         tau2 = (draws_of(fit.posterior, naming.sd_name(g.factor)) ** 2).reshape(-1, g.n_terms)
-        var_u = u.var(axis=0, ddof=1)
+        if summaries is not None:  # group_draws='summary': per-level mean and sd
+            s = summaries[naming.effect_name(g.factor)]
+            mean_u, var_u = s.sel(summary="mean").to_numpy(), s.sel(summary="sd").to_numpy() ** 2
+        else:
+            u = draws_of(fit.posterior, naming.effect_name(g.factor)).reshape(-1, g.n_levels,
+                                                                                g.n_terms)
+            mean_u, var_u = u.mean(axis=0), u.var(axis=0, ddof=1)
         diag = np.sqrt(np.clip(tau2.mean(axis=0)[None, :] - var_u, 0.0, None))
         table = pd.DataFrame({
             "group": g.factor,
             "level": np.repeat(np.asarray(g.levels, dtype=object), g.n_terms),
             "term": np.tile(np.asarray(g.term_names, dtype=object), g.n_levels),
             "n": np.repeat(g.counts, g.n_terms),
-            "posterior_mean": u.mean(axis=0).ravel(),
+            "posterior_mean": mean_u.ravel(),
             "posterior_sd": np.sqrt(var_u).ravel(),
             "posterior_diagnostic_sd": diag.ravel(),
         })

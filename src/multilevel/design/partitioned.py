@@ -66,6 +66,7 @@ from multilevel.design.checks import (
 from multilevel.design.frame import group_index, order_levels
 from multilevel.design.matrices import model_matrix, response_arrays
 from multilevel.design.statistics import (
+    group_range,
     merge_stats,
     nested_stats_of_rows,
     nesting_of,
@@ -273,9 +274,7 @@ def _partition_stats(part: pd.DataFrame, plan: _Plan) -> _Chunk | None:
         stats = nested_stats_of_rows(X, y, idx[o], Z[o], idx[i], Z[i], plan.parent, plan.n_levels[o])
     z_lo, z_hi = [], []
     for k, z, n in zip(idx, Z, plan.n_levels, strict=True):
-        lo, hi = np.full((n, z.shape[1]), np.inf), np.full((n, z.shape[1]), -np.inf)
-        np.minimum.at(lo, k, z)
-        np.maximum.at(hi, k, z)
+        lo, hi = group_range(k, n, z)
         z_lo.append(lo)
         z_hi.append(hi)
     return _Chunk(stats, len(y), X.sum(axis=0), X.min(axis=0), X.max(axis=0), tuple(z_lo),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 from scipy.special import expit
 
@@ -45,6 +46,7 @@ __all__ = [
     "complete_pooling",
     "group_cross",
     "group_logistic",
+    "group_range",
     "group_ols",
     "marginal_statistics",
     "fitted_variance",
@@ -72,8 +74,45 @@ def group_cross(index: np.ndarray, n_groups: int, a: np.ndarray, b: np.ndarray) 
     [3.0, 5.0]
     """
     out = np.zeros((n_groups, a.shape[1], b.shape[1]))
-    np.add.at(out, index, a[:, :, None] * b[:, None, :])
+    _add_cross(np.asarray(index, dtype=np.int64), np.asarray(a, dtype=float),
+               np.asarray(b, dtype=float), out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_cross(index: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[index[i]] += a[i] b[i]'`` row by row, in row order (as ``np.add.at``); releases
+    the GIL, so Dask's threads run partitions in parallel."""
+    for i in range(index.shape[0]):
+        j = index[i]
+        for r in range(a.shape[1]):
+            ar = a[i, r]
+            for c in range(b.shape[1]):
+                out[j, r, c] += ar * b[i, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def group_range(index: np.ndarray, n_groups: int, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group the smallest and largest value of each column of ``a`` (``inf``/``-inf`` for
+    a group without rows).
+
+    Examples
+    --------
+    >>> lo, hi = group_range(np.array([0, 0, 1]), 2, np.array([[1.0], [3.0], [2.0]]))
+    >>> lo.ravel().tolist(), hi.ravel().tolist()
+    ([1.0, 2.0], [3.0, 2.0])
+    """
+    lo = np.full((n_groups, a.shape[1]), np.inf)
+    hi = np.full((n_groups, a.shape[1]), -np.inf)
+    for i in range(index.shape[0]):
+        j = index[i]
+        for r in range(a.shape[1]):
+            v = a[i, r]
+            if v < lo[j, r]:
+                lo[j, r] = v
+            if v > hi[j, r]:
+                hi[j, r] = v
+    return lo, hi
 
 
 @dataclass(frozen=True)

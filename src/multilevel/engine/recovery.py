@@ -19,6 +19,10 @@ Examples
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
@@ -29,16 +33,38 @@ from multilevel.design.statistics import NestedStats, SufficientStats, marginal_
 from multilevel.engine.kernels.marginal import recover_draws
 from multilevel.engine.kernels.nested import nested_recover_draws
 from multilevel.engine.kernels.serial import serial_recover_draws
+from multilevel.errors import SpecError
 
-__all__ = ["lambda_draws", "recover_group_effects"]
+__all__ = [
+    "GROUP_DRAWS_BYTES",
+    "SUMMARY_PROBS",
+    "effect_draws",
+    "lambda_draws",
+    "recover_group_effects",
+]
+
+#: ``group_draws='auto'`` keeps the group effects' draws up to this many bytes, else summaries.
+GROUP_DRAWS_BYTES = 500 * 1024**2
+#: Central interval probabilities whose quantiles the summaries keep (with the median).
+SUMMARY_PROBS = (0.5, 0.8, 0.89, 0.9, 0.95, 0.99)
+#: Outer levels recovered per chunk in summary mode (each chunk has its own random stream).
+_CHUNK_LEVELS = 256
 
 
 def recover_group_effects(idata, design: Design, seed: int | None = None, *,
-                          stats: SufficientStats | NestedStats | SerialStats | None = None):
+                          stats: SufficientStats | NestedStats | SerialStats | None = None,
+                          group_draws: str = "full") -> tuple[Any, str | None]:
     """Add exact draws of the group effects ``u`` to the posterior (module docstring);
-    ``stats`` are the design's statistics when already computed."""
+    ``stats`` are the design's statistics when already computed. With ``group_draws='summary'``
+    (or ``'auto'`` when the draws would exceed :data:`GROUP_DRAWS_BYTES`) only per-level
+    summaries are kept (:func:`summarise_group_effects`). Returns the idata and a note saying
+    which was done (None for full draws)."""
     stats = marginal_statistics(design) if stats is None else stats
+    mode = resolve_group_draws(idata, design, group_draws)
+    if mode == "summary":
+        return summarise_group_effects(idata, design, stats, seed)
     if isinstance(stats, NestedStats):
+        return _recover_nested(idata, design, stats, seed), None
         return _recover_nested(idata, design, stats, seed)
     g = design.groups[0]
     post = idata["posterior"].to_dataset()
@@ -61,7 +87,7 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
     }
     effect = xr.DataArray(u, dims=dims, coords=coords)
     idata["posterior"] = xr.DataTree(post.assign({naming.effect_name(g.factor): effect}))
-    return idata
+    return idata, None
 
 
 def lambda_draws(posterior: xr.Dataset, group: GroupDesign) -> np.ndarray:
@@ -101,3 +127,152 @@ def _recover_nested(idata, design: Design, stats: NestedStats, seed: int | None)
                     term: list(g.term_names)})
     idata["posterior"] = xr.DataTree(post.assign(new))
     return idata
+
+
+def _draw_bytes(idata, design: Design) -> int:
+    post = idata["posterior"]
+    n = post.sizes["chain"] * post.sizes["draw"]
+    return 8 * n * sum(g.n_levels * g.n_terms for g in design.groups)
+
+
+def resolve_group_draws(idata, design: Design, group_draws: str) -> str:
+    """``'full'`` or ``'summary'`` for ``group_draws`` ``'auto'``/``'full'``/``'summary'``."""
+    if group_draws not in ("auto", "full", "summary"):
+        raise SpecError(f"group_draws={group_draws!r} is not an option: use 'auto' (full draws up "
+                        f"to {GROUP_DRAWS_BYTES // 1024**2} MB), 'full' or 'summary'.")
+    if group_draws == "summary" and design.serial is not None:
+        raise SpecError("group_draws='summary' is not available with ar1()/car1() residuals: "
+                        "use 'full'.")
+    if group_draws == "auto":
+        big = _draw_bytes(idata, design) > GROUP_DRAWS_BYTES and design.serial is None
+        return "summary" if big else "full"
+    return group_draws
+
+
+def _flat_draws(post: xr.Dataset, name: str) -> np.ndarray:
+    arr = post[name].transpose("chain", "draw", ...).to_numpy()
+    return np.ascontiguousarray(arr.reshape((-1,) + arr.shape[2:]))
+
+
+def _chunk_draws(post: xr.Dataset, design: Design, stats, seed: int, chunk: int):
+    """Exact draws of the effects of one chunk of (outer) levels: ``{factor: (levels, draws)}``
+    with ``levels`` the design's level positions and ``draws`` ``(draws, levels, terms)``; the
+    chunk's noise comes from its own stream ``(seed, chunk)``, so any chunk can be redrawn."""
+    rng = np.random.default_rng([seed, chunk])
+    b, sigma = _flat_draws(post, naming.FIXED), _flat_draws(post, naming.SIGMA)
+    n = b.shape[0]
+    if isinstance(stats, NestedStats):
+        outer, inner = (design.groups[k] for k in nesting(design))
+        lo = chunk * _CHUNK_LEVELS
+        hi = min(lo + _CHUNK_LEVELS, outer.n_levels)
+        c0, c1 = stats.cell_start[lo], stats.cell_start[hi]
+        eps1 = rng.standard_normal((n, hi - lo, outer.n_terms))
+        eps2 = rng.standard_normal((n, c1 - c0, inner.n_terms))
+        u1, u2 = nested_recover_draws(
+            b, lambda_draws(post, outer), lambda_draws(post, inner), sigma, stats.g1[lo:hi],
+            stats.z1x[lo:hi], stats.z1y[lo:hi], stats.a2[c0:c1], stats.c12[c0:c1],
+            stats.z2x[c0:c1], stats.z2y[c0:c1], stats.cell_start[lo:hi + 1] - c0, eps1, eps2)
+        return {outer.factor: (np.arange(lo, hi), u1),
+                inner.factor: (stats.cell_level[c0:c1], u2)}
+    g = design.groups[0]
+    lo, hi = chunk * _CHUNK_LEVELS, min((chunk + 1) * _CHUNK_LEVELS, g.n_levels)
+    eps = rng.standard_normal((n, hi - lo, g.n_terms))
+    u = recover_draws(b, lambda_draws(post, g), sigma, stats.ztz[lo:hi], stats.ztx[lo:hi],
+                      stats.zty[lo:hi], eps)
+    return {g.factor: (np.arange(lo, hi), u)}
+
+
+def _n_chunks(design: Design, stats) -> int:
+    outer = design.groups[nesting(design)[0]] if isinstance(stats, NestedStats) else design.groups[0]
+    return -(-outer.n_levels // _CHUNK_LEVELS)
+
+
+def summary_labels() -> list[str]:
+    """The ``summary`` coordinate: mean, sd, then the quantiles of :data:`SUMMARY_PROBS`."""
+    qs = sorted({0.5} | {round((1 - p) / 2, 6) for p in SUMMARY_PROBS}
+                | {round((1 + p) / 2, 6) for p in SUMMARY_PROBS})
+    return ["mean", "sd"] + [f"q{q:g}" for q in qs]
+
+
+def _describe(draws: np.ndarray) -> np.ndarray:
+    """``(levels, terms, stats)`` summaries of ``(draws, levels, terms)``; the quantiles by
+    numpy's default (linear) rule from one sort of the draws."""
+    qs = np.array([float(lab[1:]) for lab in summary_labels()[2:]])
+    out = np.empty(draws.shape[1:] + (2 + len(qs),))
+    out[..., 0] = draws.mean(axis=0)
+    out[..., 1] = draws.std(axis=0, ddof=1)
+    ordered = np.sort(draws, axis=0)
+    pos = qs * (draws.shape[0] - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, draws.shape[0] - 1)
+    frac = (pos - lo)[:, None, None]
+    below, above = ordered[lo], ordered[hi]
+    out[..., 2:] = np.moveaxis(below + frac * (above - below), 0, -1)
+    return out
+
+
+def summarise_group_effects(idata, design: Design, stats, seed: int | None):
+    """Per level and term summaries (:func:`summary_labels`) of the group effects ``u`` and of
+    the coefficients ``b + u`` (terms that are also fixed effects), computed chunk by chunk of
+    :data:`_CHUNK_LEVELS` levels so that the draws never exist all at once; stored in the idata
+    group :data:`naming.GROUP_SUMMARIES` with the seed that redraws any chunk (:func:`effect_draws`)."""
+    seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+    post = idata["posterior"].to_dataset()
+    b = _flat_draws(post, naming.FIXED)
+    labels = summary_labels()
+    out = {g.factor: (np.empty((g.n_levels, g.n_terms, len(labels))),
+                      np.full((g.n_levels, g.n_terms, len(labels)), np.nan)) for g in design.groups}
+
+    def one(chunk: int) -> None:
+        for factor, (levels, u) in _chunk_draws(post, design, stats, seed, chunk).items():
+            g = design.group(factor)
+            fixed = [k for k, t in enumerate(g.term_names) if t in design.fixed_names]
+            cols = [design.fixed_names.index(g.term_names[k]) for k in fixed]
+            both = _describe(np.concatenate([u, u[..., fixed] + b[:, None, cols]], axis=2))
+            out[factor][0][levels] = both[:, :g.n_terms]
+            out[factor][1][levels[:, None], fixed] = both[:, g.n_terms:]
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # numba, sort: no GIL
+        list(pool.map(one, range(_n_chunks(design, stats))))
+    data = {}
+    for g in design.groups:
+        dims = (naming.level_dim(g.factor), naming.term_dim(g.factor), "summary")
+        coords = {dims[0]: list(g.levels), dims[1]: list(g.term_names), "summary": labels}
+        data[naming.effect_name(g.factor)] = xr.DataArray(out[g.factor][0], dims=dims, coords=coords)
+        data[naming.coef_name(g.factor)] = xr.DataArray(out[g.factor][1], dims=dims,
+                                                                   coords=coords)
+    idata[naming.GROUP_SUMMARIES] = xr.DataTree(xr.Dataset(data, attrs={"seed": seed}))
+    size = _draw_bytes(idata, design) / 1024**2
+    note = (f"The group effects' draws ({size:,.0f} MB) are not kept (group_draws='summary'): "
+            "every table uses per-level summaries computed chunk by chunk (mean, sd and the "
+            f"quantiles of the {', '.join(f'{p:g}' for p in SUMMARY_PROBS)} intervals), and "
+            "predictions for known groups redraw the effects of the groups they need.")
+    return idata, note
+
+
+def effect_draws(idata, design: Design, factor: str, levels: np.ndarray) -> np.ndarray:
+    """``(draws, len(levels), terms)`` draws of the effects of ``levels`` (positions) of
+    ``factor``: read from the posterior, or, when only summaries were kept, redrawn exactly as
+    :func:`summarise_group_effects` drew them (the same chunks and streams)."""
+    levels = np.asarray(levels, dtype=np.int64)
+    post = idata["posterior"].to_dataset()
+    name = naming.effect_name(factor)
+    if name in post:
+        return _flat_draws(post, name)[:, levels]
+    stats = marginal_statistics(design)
+    seed = int(idata[naming.GROUP_SUMMARIES].attrs["seed"])
+    g = design.group(factor)
+    out = np.empty((post.sizes["chain"] * post.sizes["draw"], len(levels), g.n_terms))
+    if isinstance(stats, NestedStats) and design.groups[nesting(design)[1]].factor == factor:
+        parent = np.repeat(np.arange(len(stats.cell_start) - 1), np.diff(stats.cell_start))
+        cell = np.empty_like(stats.cell_level)
+        cell[stats.cell_level] = np.arange(len(stats.cell_level))
+        chunks = parent[cell[levels]] // _CHUNK_LEVELS
+    else:
+        chunks = levels // _CHUNK_LEVELS
+    for chunk in np.unique(chunks):
+        got, u = _chunk_draws(post, design, stats, seed, int(chunk))[factor]
+        pos = {int(lv): k for k, lv in enumerate(got)}
+        want = np.flatnonzero(chunks == chunk)
+        out[:, want] = u[:, [pos[int(lv)] for lv in levels[want]]]
+    return out

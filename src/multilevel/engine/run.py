@@ -60,6 +60,7 @@ def sample_posterior(
     *,
     stats: SufficientStats | NestedStats | SerialStats | None = None,
     progressbar: bool = True,
+    group_draws: str = "auto",
 ) -> Sampled:
     """NUTS over ``design`` in ``parameterization`` (see
     :func:`multilevel.engine.choice.choose_parameterization`); ``stats`` are the design's
@@ -83,7 +84,9 @@ def sample_posterior(
             if isinstance(stats, SerialStats):
                 start = {naming.PHI: float(problem.phi(problem.modes[0][1]))}
             idata = sample_model(model, settings, progressbar=progressbar, initvals=start)
-        idata = recover_group_effects(idata, design, settings.seed, stats=stats)
+        idata, note = recover_group_effects(idata, design, settings.seed, stats=stats,
+                                            group_draws=group_draws)
+        notes = notes + ((note,) if note else ())
     elif parameterization == "noncentered" and nutpie and compiled_noncentered(design):
         idata = run_nutpie(nc_problem(design, priors), settings, progressbar=progressbar)
     else:

@@ -56,6 +56,7 @@ from multilevel.design.statistics import (
 from multilevel.errors import SpecError
 from multilevel.frequentist.mixed import SINGULAR_TOL, random_variances
 from multilevel.frequentist.result import FrequentistFit, GroupCovariance
+from multilevel.frequentist.serial_deviance import profiled_parts
 
 __all__ = ["STATS_FIT_ROWS", "StatsCriterion", "fit_from_stats"]
 
@@ -99,6 +100,14 @@ class StatsCriterion:
         w = np.zeros((p + 1, p + 1))
         w[:p, :p], w[:p, p], w[p, :p], w[p, p] = st.xtx, st.xty, st.xty, st.yty
         self.wxy = w
+        self._compiled = None
+        if self.nest is None:  # the compiled AR(1) criterion with no lags is this one, faster
+            q = design.groups[0].n_terms
+            s0z = np.ascontiguousarray(np.concatenate([st.ztz, st.ztx, st.zty[..., None]], axis=2))
+            none = np.zeros(0, dtype=np.int64)
+            self._compiled = (s0z, np.ascontiguousarray(w), none, none, np.zeros((0, q, q + p + 1)),
+                              np.zeros((0, q, q + p + 1)), np.zeros(0), np.zeros(0),
+                              np.zeros((0, p + 1, p + 1)), np.zeros((0, p + 1, p + 1)))
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """The relative Cholesky factor of every factor, in design order."""
@@ -142,7 +151,13 @@ class StatsCriterion:
 
     def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
         try:
-            logdet, t, _ = self.parts(np.asarray(theta, dtype=float))
+            if self._compiled is not None:
+                lam = np.ascontiguousarray(self.lambdas(np.asarray(theta, dtype=float))[0])
+                logdet, _, t = profiled_parts(lam, 0.0, *self._compiled)
+                if not np.all(np.isfinite(t)):
+                    return np.inf
+            else:
+                logdet, t, _ = self.parts(np.asarray(theta, dtype=float))
         except np.linalg.LinAlgError:
             return np.inf
         p, n = self.p, self.n

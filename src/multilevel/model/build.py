@@ -57,7 +57,8 @@ def build_model(
     """
     priors = priors or resolve_priors(design)
     coords = coords_for(design)
-    coords[naming.OBS_DIM] = list(range(design.n_obs))
+    if design.has_rows:  # no per-row dimension for a design built from statistics
+        coords[naming.OBS_DIM] = list(range(design.n_obs))
     if parameterization == "marginal":
         return build_marginal_model(design, priors, coords, stats)
     if design.serial is not None:

@@ -23,7 +23,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["DEFAULT_PROB", "describe", "draws_of", "summarize"]
+from multilevel import naming
+from multilevel.errors import DataError
+
+__all__ = [
+    "DEFAULT_PROB", "describe", "draws_of", "effect_summaries", "summarize", "summary_quantile",
+]
 
 DEFAULT_PROB = 0.95
 
@@ -58,6 +63,33 @@ def summarize(
 
 def draws_of(posterior: xr.Dataset, name: str) -> np.ndarray:
     """A posterior variable as a numpy array with ``chain`` and ``draw`` first."""
+    if name not in posterior and name.startswith("u_"):
+        raise DataError(
+            f"The draws of the group effects {name!r} were not kept (group_draws='summary', the "
+            "default when they exceed 500 MB): this needs every draw of every group. Refit with "
+            "group_draws='full' (it needs the memory), or use the tables, which read the "
+            "per-level summaries."
+        )
     da = posterior[name]
     rest = [d for d in da.dims if d not in ("chain", "draw")]
     return da.transpose("chain", "draw", *rest).to_numpy()
+
+
+def effect_summaries(idata) -> xr.Dataset | None:
+    """The per-level summaries of the group effects when their draws were not kept
+    (``group_draws='summary'``, :func:`multilevel.engine.recovery.summarise_group_effects`)."""
+    group = naming.GROUP_SUMMARIES
+    return idata[group].to_dataset() if group in idata.children else None
+
+
+def summary_quantile(summary: xr.DataArray, q: float) -> np.ndarray:
+    """The stored quantile ``q`` of a summary variable; a clear error for one not stored."""
+    label = f"q{round(q, 6):g}"
+    stored = [s for s in summary["summary"].to_numpy() if s.startswith("q")]
+    if label not in stored:
+        probs = sorted({round(abs(1 - 2 * float(s[1:])), 6) for s in stored} - {0.0})
+        raise DataError(
+            f"The group effects were summarised (group_draws='summary'), with the central "
+            f"intervals {probs} only: use one of those for prob, or refit with group_draws='full'."
+        )
+    return summary.sel(summary=label).to_numpy()

@@ -48,6 +48,7 @@ from multilevel import naming
 from multilevel.design.newdata import NEW_LEVELS, NewDesign, check_scale, new_design
 from multilevel.design.serial import ar_noise, serial_pairs_of
 from multilevel.design.types import require_rows
+from multilevel.engine.recovery import effect_draws
 from multilevel.errors import DataError, SpecError
 from multilevel.results.core import DEFAULT_PROB, draws_of
 from multilevel.results.rowstats import combine_rows, summarize_rows
@@ -118,16 +119,21 @@ class Predictor:
                     f"in fitting ({len(ng.new_levels)} in all): drop those rows, or pass "
                     "new_levels='sample' (draw their effects) or 'population' (set them to 0)."
                 )
-            u = _flat(post, naming.effect_name(g.factor))  # (S, L, q)
-            blocks.append(u.reshape(u.shape[0], -1).T)
             seen = ng.index >= 0
-            rows = np.where(seen, ng.index, 0)
-            n_seen_rows = g.n_levels * g.n_terms
+            if naming.effect_name(g.factor) in post:
+                present = np.arange(g.n_levels)
+                u = _flat(post, naming.effect_name(g.factor))  # (S, L, q)
+            else:  # group_draws='summary': redraw the effects of the levels newdata has
+                present = np.unique(ng.index[seen])
+                u = effect_draws(fit.idata, fit.design, g.factor, present)
+            blocks.append(u.reshape(u.shape[0], -1).T)
+            rows = np.where(seen, np.searchsorted(present, np.maximum(ng.index, 0)), 0)
+            n_seen_rows = len(present) * g.n_terms
             weight = np.where(seen[:, None], ng.Z, 0.0)
             if ng.new_levels and new_levels == "sample":
                 new = self._new_effects(post, g, len(ng.new_levels), rng)  # (S, L_new, q)
                 blocks.append(new.reshape(new.shape[0], -1).T)
-                rows = np.where(seen, rows, g.n_levels + np.maximum(ng.new_index, 0))
+                rows = np.where(seen, rows, len(present) + np.maximum(ng.new_index, 0))
                 weight = ng.Z
                 n_seen_rows += new.shape[1] * g.n_terms
             terms = np.arange(g.n_terms)

@@ -27,7 +27,7 @@ import xarray as xr
 
 from multilevel import naming
 from multilevel.errors import SpecError
-from multilevel.results.core import DEFAULT_PROB
+from multilevel.results.core import DEFAULT_PROB, effect_summaries
 from multilevel.results.diagnostics import diagnostics_table
 from multilevel.results.predictions import (
     posterior_predict,
@@ -120,7 +120,8 @@ class FitResult(FitRecord):
 
     def shrinkage(self, group: str | None = None, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Per group: n, no/complete/partial pooling, pooling factor (+ BLUP and its cond. sd)."""
-        table = shrinkage_table(self.posterior, self.design, group, prob)
+        table = shrinkage_table(self.posterior, self.design, group, prob,
+                                effect_summaries(self.idata))
         if self.frequentist is not None:
             ranef = self.frequentist.ranef()
             table = table.merge(

@@ -42,7 +42,7 @@ from multilevel import naming
 from multilevel.design import Design, GroupDesign
 from multilevel.design.serial import inverse_weighted_cross
 from multilevel.design.statistics import complete_pooling, group_logistic, group_ols, solve_groups
-from multilevel.results.core import DEFAULT_PROB, draws_of
+from multilevel.results.core import DEFAULT_PROB, draws_of, summary_quantile
 from multilevel.results.tables import covariance_draws
 
 __all__ = ["pooling_factors", "shrinkage_table"]
@@ -78,7 +78,8 @@ def _stats_cross(design: Design, g: GroupDesign):
             (np.swapaxes(st.c12, 1, 2)[back], parent[back]))
 
 
-def _own_from_stats(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray:
+def _own_from_stats(posterior: xr.Dataset, design: Design, g: GroupDesign,
+                    summaries: xr.Dataset | None = None) -> np.ndarray:
     """No-pooling estimates from the statistics: ``(Z_j'Z_j)^-1 Z_j'(y - X b - Z_o u_o)``."""
     b = draws_of(posterior, naming.FIXED).mean(axis=(0, 1))
     keep = np.array([name not in g.term_names for name in design.fixed_names])
@@ -87,7 +88,7 @@ def _own_from_stats(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np
     if other is not None:
         cross, parent = other
         o = design.groups[1 - design.groups.index(g)]
-        u = draws_of(posterior, naming.effect_name(o.factor)).mean(axis=(0, 1))
+        u = _effect_mean(posterior, o.factor, summaries)
         if cross.shape[0] == g.n_levels:  # inner level: its outer level's effect
             rhs = rhs - np.einsum("kab,kb->ka", cross, u[parent])
         else:  # outer level: the effects of its cells, in cell order
@@ -95,6 +96,30 @@ def _own_from_stats(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np
             contrib = np.einsum("kab,kb->ka", cross, u[st.cell_level])
             rhs = rhs - np.add.reduceat(contrib, st.cell_start[:-1], axis=0)
     return solve_groups(ztz, rhs)
+
+
+def _partial(posterior: xr.Dataset, design: Design, g: GroupDesign, k: int, prob: float,
+             summaries: xr.Dataset | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean and central ``prob`` interval of level ``j``'s coefficient of term ``k``
+    (``b + u`` for a term that is also a fixed effect, else ``u``), per level."""
+    term = g.term_names[k]
+    if summaries is not None:
+        name = naming.coef_name(g.factor) if term in design.fixed_names else naming.effect_name(g.factor)
+        s = summaries[name].isel({naming.term_dim(g.factor): k})
+        return (s.sel(summary="mean").to_numpy(), summary_quantile(s, (1 - prob) / 2),
+                summary_quantile(s, (1 + prob) / 2))
+    coef = draws_of(posterior, naming.effect_name(g.factor))[..., k]
+    if term in design.fixed_names:
+        coef = coef + draws_of(posterior, naming.FIXED)[..., design.fixed_names.index(term), None]
+    flat = coef.reshape(-1, g.n_levels)
+    lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return flat.mean(axis=0), lo, hi
+
+
+def _effect_mean(posterior: xr.Dataset, factor: str, summaries: xr.Dataset | None) -> np.ndarray:
+    if summaries is not None:
+        return summaries[naming.effect_name(factor)].sel(summary="mean").to_numpy()
+    return draws_of(posterior, naming.effect_name(factor)).mean(axis=(0, 1))
 
 
 def _thinned(arr: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -163,17 +188,19 @@ def pooling_factors(
 
 
 def shrinkage_table(
-    posterior: xr.Dataset, design: Design, group: str | None = None, prob: float = DEFAULT_PROB
+    posterior: xr.Dataset, design: Design, group: str | None = None, prob: float = DEFAULT_PROB,
+    summaries: xr.Dataset | None = None,
 ) -> pd.DataFrame:
     """Columns group, level, term, n, no_pooling, complete_pooling, partial_mean,
-    partial_lower, partial_upper, pooling_factor."""
+    partial_lower, partial_upper, pooling_factor; ``summaries`` are the per-level summaries
+    when the group effects' draws were not kept (``group_draws='summary'``)."""
     pooled = dict(zip(design.fixed_names, complete_pooling(design), strict=True))
     frames = []
     for g in design.groups:
         if group is not None and g.factor != group:
             continue
         if design.summary is not None:  # data larger than memory: from the statistics
-            own = _own_from_stats(posterior, design, g)
+            own = _own_from_stats(posterior, design, g, summaries)
         elif design.spec.is_logistic:
             offset = _offset(posterior, design, g)
             n = design.trials if design.trials is not None else np.ones_like(design.y)
@@ -187,17 +214,10 @@ def shrinkage_table(
             own = solve_groups(zrz, zrr[..., 0])
         else:
             own = group_ols(g.Z, g.index, design.y - _offset(posterior, design, g), g.n_levels)
-        u = draws_of(posterior, naming.effect_name(g.factor))
-        b = draws_of(posterior, naming.FIXED)
         weights = pooling_factors(posterior, design, g)
         for k, term in enumerate(g.term_names):
-            coef = u[..., k]
-            if term in design.fixed_names:
-                coef = coef + b[..., design.fixed_names.index(term), None]
-            flat = coef.reshape(-1, g.n_levels)
-            lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            mean, lo, hi = _partial(posterior, design, g, k, prob, summaries)
             cp = pooled.get(term, 0.0)
-            mean = flat.mean(axis=0)
             factor = weights[:, k]
             frames.append(pd.DataFrame({
                 "group": g.factor, "level": list(g.levels), "term": term, "n": g.counts,
