@@ -34,13 +34,16 @@ TRUTH = {"b[(Intercept)]": 1.0, "b[x]": 0.5, "b[w]": -0.3, "sd(Intercept)": 0.8,
 FORMULA = "y ~ x + w + (1 + x | g)"
 
 GENERATE = textwrap.dedent('''
-    import sys, numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+    import json, sys, numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
     from pathlib import Path
     rows, groups, parts, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2024)
     cov = np.array([[0.64, 0.3 * 0.8 * 0.4], [0.3 * 0.8 * 0.4, 0.16]])
     u = rng.multivariate_normal([0, 0], cov, size=groups)
+    sd = u.std(axis=0, ddof=1)
+    (out.parent / "realized.json").write_text(json.dumps(
+        {"sd(Intercept)": sd[0], "sd(x)": sd[1], "cor": np.corrcoef(u.T)[0, 1]}))
     per = rows // parts
     for k in range(parts):
         g = rng.integers(0, groups, per)
@@ -113,9 +116,15 @@ COMPARE = textwrap.dedent('''
     ddf = dd.from_pandas(df, npartitions=10)
     ours = fit_frequentist(FORMULA, ddf)
     ref = fit_mixed(build_design(ModelSpec.from_formula(FORMULA), df))
+    va = ours.variance_components().set_index(["group", "term", "stat"])["estimate"]
+    vb = ref.variance_components().set_index(["group", "term", "stat"])["estimate"]
+    vc = (va / vb - 1).abs()
+    from multilevel.frequentist.profiled import StatsCriterion
+    crit = StatsCriterion(ours.design)
     rel = {"beta": float(np.max(np.abs(ours.beta / ref.beta - 1))),
-           "theta": float(np.max(np.abs(ours.theta - ref.theta) / np.abs(ref.theta))),
-           "sigma": abs(ours.sigma / ref.sigma - 1), "loglik": abs(ours.loglik - ref.loglik)}
+           "sd": float(vc.xs("sd", level="stat").max()), "cor": float(vc.xs("cor", level="stat").max()),
+           "sigma": abs(ours.sigma / ref.sigma - 1), "loglik": ours.loglik - ref.loglik,
+           "gain": float(crit(ref.theta.to_numpy()) - crit(ours.theta.to_numpy())) / 2}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = ml.fit_hierarchical(FORMULA, df, seed=1, progressbar=False, frequentist=False)
@@ -150,6 +159,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", GENERATE, str(args.rows), str(args.groups),
                         str(args.partitions), str(path)], check=True)
         size = sum(f.stat().st_size for f in path.glob("*.parquet")) / 1024**3
+        realized = TRUTH | json.loads((Path(tmp) / "realized.json").read_text())
         runs = [_run(FIT, path, s) for s in args.seeds]
     walls = [r["wall"] for r in runs]
     rss = [r["rss_gib"] for r in runs]
@@ -157,21 +167,33 @@ def main() -> None:
               f"({size:.2f} GiB)", "",
               "`fit_hierarchical(path, seed=s)`: 4 chains x 1000 draws after 1000 tuning, REML "
               "beside, each seed in a fresh process.", "",
-              "| seed | wall (s) | peak RSS (GiB) | min bulk ESS | every 95% interval covers the truth |",
-              "|---|---|---|---|---|"]
+              "Coverage is checked against the generating values and against the realized "
+              "ones: the sd and correlation of the 10^4 group effects actually drawn "
+              f"(sd(Intercept) {realized['sd(Intercept)']:.4f} for 0.8, sd(x) "
+              f"{realized['sd(x)']:.4f} for 0.4, cor {realized['cor']:.4f} for 0.3). With 10^8 "
+              "rows the posterior of a group-level sd is about as narrow as the sampling "
+              "spread of the realized sd around the generating one, so the realized values "
+              "are the ones the data can pin down.", "",
+              "| seed | wall (s) | peak RSS (GiB) | min bulk ESS | 95% intervals missing the "
+              "generating value | missing the realized value |", "|---|---|---|---|---|---|"]
     for s, r in zip(args.seeds, runs, strict=True):
-        cover = all(r["est"][k][0] <= v <= r["est"][k][1] for k, v in TRUTH.items())
-        missed = [k for k, v in TRUTH.items() if not r["est"][k][0] <= v <= r["est"][k][1]]
+        def missed(truth: dict, r: dict = r) -> str:
+            out = [k for k, v in truth.items() if not r["est"][k][0] <= v <= r["est"][k][1]]
+            return ", ".join(f"{k} [{r['est'][k][0]:.4f}, {r['est'][k][1]:.4f}]" for k in out) or "none"
         ess = min(e[2] for e in r["est"].values())
         lines.append(f"| {s} | {r['wall']:.1f} | {r['rss_gib']:.2f} | {ess:.0f} | "
-                     f"{'yes' if cover else 'no: ' + ', '.join(missed)} |")
+                     f"{missed(TRUTH)} | {missed(realized)} |")
     lines += ["", f"Median wall {statistics.median(walls):.1f} s (range {min(walls):.1f}-"
               f"{max(walls):.1f}); median peak RSS {statistics.median(rss):.2f} GiB.", ""]
     cmp = _run(COMPARE, args.compare_rows)
     lines += [f"## {args.compare_rows:,} rows as pandas and as Dask (10 partitions)", "",
               "REML from the Dask statistics vs mixedlm on the rows in memory: max relative "
-              f"difference beta {cmp['rel']['beta']:.1e}, theta {cmp['rel']['theta']:.1e}, sigma "
-              f"{cmp['rel']['sigma']:.1e}; log-likelihood {cmp['rel']['loglik']:.1e}.", "",
+              f"difference beta {cmp['rel']['beta']:.1e}, sds {cmp['rel']['sd']:.1e}, correlation "
+              f"{cmp['rel']['cor']:.1e}, sigma {cmp['rel']['sigma']:.1e}; log-likelihood (ours - "
+              f"mixedlm's) {cmp['rel']['loglik']:.1e}. Our criterion is "
+              f"{cmp['rel']['gain']:.1e} higher (log-likelihood) at our optimum than at "
+              "mixedlm's theta: both optimizers stop where the criterion is flat to its rounding "
+              "(~1e-8 at 10^6 rows), which leaves the correlation determined to ~1e-5.", "",
               "Posterior means, pandas (seed 1) vs Dask (seed 2): largest difference "
               f"{cmp['worst_mcse_ratio']:.2f} combined MCSE (b, sds, correlation... sigma).", ""]
     big = args.compare_rows * 10

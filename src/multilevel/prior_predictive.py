@@ -21,6 +21,7 @@ import xarray as xr
 from multilevel import naming
 from multilevel.design import build_design, load_data
 from multilevel.design.serial import ar_noise
+from multilevel.design.types import require_rows
 from multilevel.errors import SpecError
 from multilevel.model import build_model, resolve_priors
 from multilevel.model.marginal import phi_rv
@@ -65,6 +66,7 @@ def prior_predictive(
         raise SpecError(f"draws must be a positive integer, got {draws!r}.")
     spec = as_spec(spec, family)
     design = build_design(spec, df if df is not None else load_data(spec), missing=missing)
+    require_rows(design, "The prior predictive distribution of the rows")
     priors = resolve_priors(design)
     model = build_model(replace(design, serial=None), parameterization="noncentered", priors=priors)
     with model:

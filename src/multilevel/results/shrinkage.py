@@ -51,14 +51,15 @@ __all__ = ["pooling_factors", "shrinkage_table"]
 _CHUNK = 4_000_000
 
 
-def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign) -> np.ndarray:
+def _offset(posterior: xr.Dataset, design: Design, g: GroupDesign,
+            summaries: xr.Dataset | None = None) -> np.ndarray:
     """Posterior-mean linear predictor without ``g``'s varying terms and their fixed parts."""
     b = draws_of(posterior, naming.FIXED).mean(axis=(0, 1))
     keep = np.array([name not in g.term_names for name in design.fixed_names])
     offset = design.X[:, keep] @ b[keep]
     for other in design.groups:
         if other.factor != g.factor:
-            u = draws_of(posterior, naming.effect_name(other.factor)).mean(axis=(0, 1))
+            u = _effect_mean(posterior, other.factor, summaries)
             offset = offset + np.einsum("nq,nq->n", other.Z, u[other.index])
     return offset
 
@@ -202,18 +203,18 @@ def shrinkage_table(
         if design.summary is not None:  # data larger than memory: from the statistics
             own = _own_from_stats(posterior, design, g, summaries)
         elif design.spec.is_logistic:
-            offset = _offset(posterior, design, g)
+            offset = _offset(posterior, design, g, summaries)
             n = design.trials if design.trials is not None else np.ones_like(design.y)
             own = group_logistic(g.Z, g.index, design.y, n, offset, g.n_levels)
         elif design.serial is not None:  # GLS with the posterior-mean R_j(phi)
-            offset = _offset(posterior, design, g)
+            offset = _offset(posterior, design, g, summaries)
             phi = float(draws_of(posterior, naming.PHI).mean())
             r = (design.y - offset)[:, None]
             zrz = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, g.Z, phi)
             zrr = inverse_weighted_cross(design.serial, g.index, g.n_levels, g.Z, r, phi)
             own = solve_groups(zrz, zrr[..., 0])
         else:
-            own = group_ols(g.Z, g.index, design.y - _offset(posterior, design, g), g.n_levels)
+            own = group_ols(g.Z, g.index, design.y - _offset(posterior, design, g, summaries), g.n_levels)
         weights = pooling_factors(posterior, design, g)
         for k, term in enumerate(g.term_names):
             mean, lo, hi = _partial(posterior, design, g, k, prob, summaries)
