@@ -20,7 +20,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import gammaln
 
 from multilevel import DataError, ModelSpec, SpecError, fit_hierarchical, load_fit
 from multilevel.design import build_design
@@ -97,13 +96,25 @@ def test_large_pandas_data_take_the_statistics_path_and_equal_mixedlm() -> None:
     np.testing.assert_allclose(ours.loglik, ref.loglik, atol=1e-6)
 
 
-def test_partition_boundaries_do_not_matter_and_groups_span_partitions() -> None:
+def test_statistics_equal_the_in_memory_ones_whatever_the_partitions() -> None:
     df = _simulate(3000, 30).sort_values("x")  # every group in every partition
-    spec = ModelSpec.from_formula(SLOPE)
-    a = build_design(spec, dd.from_pandas(df, npartitions=2)).summary.stats
-    b = build_design(spec, dd.from_pandas(df, npartitions=9)).summary.stats
-    for name in ("ztz", "ztx", "zty", "xtx", "xty", "n"):
-        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-12)
+    spec = ModelSpec.from_formula("y ~ x + cat + (1 + x | g)")
+    g = df["g"].to_numpy()
+    levels = np.unique(g)
+    idx = np.searchsorted(levels, g)
+    X = np.column_stack([np.ones(len(df)), df["x"], (df["cat"] == "b").astype(float)])
+    Z, y = X[:, :2], df["y"].to_numpy()
+    ref = {"ztz": np.einsum("ia,ib->iab", Z, Z), "ztx": np.einsum("ia,ib->iab", Z, X),
+           "zty": Z * y[:, None]}
+    for parts in (2, 9):
+        d = build_design(spec, dd.from_pandas(df, npartitions=parts))
+        assert d.groups[0].levels == tuple(levels) and d.fixed_names[2] == "catb"
+        st = d.summary.stats
+        for name, per_row in ref.items():  # summed by group with pandas, not the package
+            expected = np.stack([per_row[idx == j].sum(axis=0) for j in range(len(levels))])
+            np.testing.assert_allclose(getattr(st, name), expected, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(st.xtx, X.T @ X, rtol=1e-12)
+        np.testing.assert_allclose(st.n, np.bincount(idx), rtol=0)
 
 
 @pytest.mark.slow
@@ -193,11 +204,43 @@ def test_logistic_model_collapses_to_binomial_counts_on_dask() -> None:
     np.testing.assert_allclose(ours.beta, ref.beta, rtol=2e-4, atol=1e-4)
     np.testing.assert_allclose(ours.theta, ref.theta, rtol=2e-4)
     counts = ours.design
-    log_choose = np.sum(gammaln(counts.trials + 1) - gammaln(counts.y + 1)
-                        - gammaln(counts.trials - counts.y + 1))
-    np.testing.assert_allclose(ours.loglik - log_choose, ref.loglik, atol=1e-3)
-    assert counts.n_obs < len(df) and counts.trials.sum() == len(df)
+    # the 0/1 rows' log-likelihood (lme4's), and BIC over the rows
+    np.testing.assert_allclose(ours.loglik, ref.loglik, atol=1e-3)
+    np.testing.assert_allclose(ours.bic, ref.bic, atol=2e-3)
+    assert ours.nobs == len(df) and counts.n_obs < len(df) and counts.trials.sum() == len(df)
     assert "collapsed to" in counts.notes[0]
+    # ICC parts weight each count by its rows: equal to the 0/1 rows' values
+    np.testing.assert_allclose(ours.var_fixed, ref.var_fixed, rtol=1e-3)
+    np.testing.assert_allclose(ours.var_random, ref.var_random, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_bayesian_logistic_fit_of_dask_counts(tmp_path) -> None:
+    rng = np.random.default_rng(8)
+    n, groups = 6000, 40
+    g = rng.integers(0, groups, n)
+    x = rng.integers(0, 3, n).astype(float)
+    eta = -0.3 + 0.5 * x + rng.normal(0, 0.8, groups)[g]
+    df = pd.DataFrame({"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g": g})
+    formula = "y ~ x + (1 | g)"
+    kw = dict(family="bernoulli", draws=600, tune=600, chains=2, seed=5, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = fit_hierarchical(formula, df, **kw)
+        big = fit_hierarchical(formula, dd.from_pandas(df, npartitions=3), **kw)
+    assert big.spec.family == "binomial" and big.design.n_rows == n
+    for var in ("b", "sd_g"):
+        a, b = mem.posterior[var], big.posterior[var]
+        sd = float(a.std())
+        assert float(np.abs(a.mean(("chain", "draw")) - b.mean(("chain", "draw"))).max()) < 0.25 * sd
+    ia, ib = mem.icc(), big.icc()
+    np.testing.assert_allclose(ia["mean"], ib["mean"], atol=0.02)
+    np.testing.assert_allclose(mem.design_effect()["n_mean"], big.design_effect()["n_mean"])
+    with pytest.raises(DataError, match="whole .group, covariate. patterns"):
+        big.loo()
+    again = load_fit(big.save(tmp_path / "counts.fit.zip"))
+    pd.testing.assert_frame_equal(again.fixed_effects(), big.fixed_effects())
+    assert again.frequentist.nobs == n
 
 
 def test_continuous_covariate_in_a_logistic_model_on_dask_is_refused(monkeypatch) -> None:
@@ -253,3 +296,39 @@ def test_what_needs_rows_says_so() -> None:
     with pytest.raises(DataError, match="needs the rows in memory"):
         fit.frequentist.confint("profile")
     assert fit.frequentist.confint("Wald")["lower"].notna().any()
+
+
+def test_new_data_on_float_group_ids_find_their_groups(tmp_path) -> None:
+    df = _simulate(3000, 30).assign(g=lambda d: d["g"].str[1:].astype(float))  # 7.0, 12.0, ...
+    kw = dict(draws=300, tune=300, chains=2, seed=6, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = fit_hierarchical(SLOPE, df, **kw)
+        big = fit_hierarchical(SLOPE, dd.from_pandas(df, npartitions=3), **kw)
+    new = df.head(8).drop(columns="y")
+    a = mem.predict(new, new_levels="error", seed=1)
+    b = big.predict(new, new_levels="error", seed=1)  # every level is known: no error
+    assert bool((np.abs(a["mean"] - b["mean"]) < 4 * a["sd"] * np.sqrt(2 / 300)).all())
+    np.testing.assert_allclose(big.frequentist.predict(new), mem.frequentist.predict(new), rtol=1e-6)
+
+
+def test_csv_names_with_glob_characters_stay_csv(tmp_path) -> None:
+    from multilevel.design import load_data
+
+    path = tmp_path / "runs[2024].csv"
+    _simulate(100, 5).to_csv(path, index=False)
+    spec = ModelSpec.from_formula(SLOPE)
+    assert isinstance(load_data(spec, path), pd.DataFrame)
+
+
+def test_report_of_a_fit_without_rows(tmp_path) -> None:
+    from multilevel.report import write_report
+
+    df = _simulate(1500, 15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_hierarchical(SLOPE, dd.from_pandas(df, npartitions=2), draws=100, tune=100,
+                               chains=1, seed=1, progressbar=False)
+        text = write_report(fit, tmp_path / "r.html").read_text()
+    assert "Fitted from the sufficient statistics of 1,500 rows" in text
+    assert "Posterior predictive check" not in text and "Caterpillar" in text

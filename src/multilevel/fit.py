@@ -215,6 +215,11 @@ def fit_hierarchical(
     if frequentist or method is not None:  # an unknown method fails now, not after sampling
         check_frequentist(spec, method)
     design = build_design(spec, data, missing=missing)
+    if design.row_weights is not None:  # a logistic model on Dask, fitted as binomial counts
+        spec = design.spec
+    if group_draws == "summary" and design.serial is not None:
+        raise SpecError("group_draws='summary' is not available with ar1()/car1() residuals: "
+                        "use 'full' (or 'auto').")
     priors = resolve_priors(design)
     param, note = choose_parameterization(design, spec.sampler.parameterization)
     stats = marginal_statistics(design) if param == "marginal" else None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from multilevel import naming
 from multilevel.design.newdata import predictor_columns
 
 if TYPE_CHECKING:
@@ -157,15 +158,19 @@ def figures(fit: HierarchicalFit) -> list[tuple[str, str]]:
             fig, ax = plt.subplots(figsize=(7, max(4, min(12, g.n_levels * 0.12))))
             draw(fit, group=g.factor, ax=ax)
             out.append((title, _png(fig)))
-    for title, fig in (
-        ("Variance components and ICC", plots.plot_variance(fit)),
-        ("Posterior predictive check", plots.plot_ppc(fit, seed=fit.spec.sampler.seed).figure),
-        ("Trace and rank plots", plots.plot_trace(fit)),
-        ("Group-level sds and correlations", plots.plot_pair(fit)),
-    ):
-        out.append((title, _png(fig)))
+    # the rows and every draw of every group effect: not there for data larger than memory
+    # (the design has no rows) or group_draws='summary'; fit.notes says which
+    every_draw = fit.design.has_rows and naming.GROUP_SUMMARIES not in fit.idata.children
+    figures = [("Variance components and ICC", lambda: plots.plot_variance(fit)),
+               ("Posterior predictive check",
+                lambda: plots.plot_ppc(fit, seed=fit.spec.sampler.seed).figure),
+               ("Trace and rank plots", lambda: plots.plot_trace(fit)),
+               ("Group-level sds and correlations", lambda: plots.plot_pair(fit))]
+    for title, make in figures:
+        if every_draw or title != "Posterior predictive check":
+            out.append((title, _png(make())))
     predictors = predictor_columns(fit.design, groups=False)
-    if predictors:  # the conditional effect of the first predictor
+    if predictors and fit.design.has_rows:  # the conditional effect of the first predictor
         ax = plots.plot_predictions(fit, predictors[0])
         out.append((f"Conditional effect of {predictors[0]}", _png(ax.figure)))
     return out

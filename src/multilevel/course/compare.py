@@ -58,6 +58,12 @@ def psis_loo(fit, label: str | None = None, **kwargs):
     keywords go to ``arviz.loo``. When some Pareto k exceed ArviZ's threshold one warning says
     how many (``label`` names the model in it).
     """
+    if fit.design.row_weights is not None:
+        raise DataError(
+            "PSIS-LOO of rows collapsed to binomial counts (a logistic model on Dask data) would "
+            "leave out whole (group, covariate) patterns, not single rows: fit the rows in memory "
+            "(a pandas DataFrame) for PSIS-LOO."
+        )
     tree = with_log_likelihood(fit)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")

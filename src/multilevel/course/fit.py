@@ -127,6 +127,7 @@ def design_effect_table(fit, prob: float = DEFAULT_PROB) -> pd.DataFrame:
 
 def _is_centred(design, j: int) -> bool:
     """Whether fixed-effect column ``j`` has mean zero within every group (a deviation)."""
+    require_rows(design, "Checking that a within-group column is centred")
     g = design.groups[0]
     col = design.X[:, j]
     means = np.bincount(g.index, weights=col, minlength=g.n_levels) / np.maximum(g.counts, 1)

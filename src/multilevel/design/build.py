@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -33,7 +34,7 @@ from multilevel.design.checks import (
     warn_separation,
     warn_slopes,
 )
-from multilevel.design.collapse import collapse_partitioned
+from multilevel.design.collapse import Collapsed, collapse_partitioned
 from multilevel.design.frame import add_contextual_columns, group_index, is_partitioned, order_levels
 from multilevel.design.matrices import model_matrix, response_arrays
 from multilevel.design.partitioned import build_partitioned_design
@@ -43,7 +44,7 @@ from multilevel.errors import DataError, SpecError
 from multilevel.spec.model import ModelSpec
 from multilevel.spec.terms import GroupTerm
 
-__all__ = ["EXACT_FIT_CHECK_ROWS", "build_design", "collapse_binomial"]
+__all__ = ["EXACT_FIT_CHECK_ROWS", "build_design", "collapse_binomial", "weighted_design"]
 
 #: Gaussian designs up to this many rows are checked for an exact fit (zero residual variance,
 #: :func:`multilevel.design.checks.design_level1_variance`); real data that large never fit exactly.
@@ -96,8 +97,7 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     if is_partitioned(df):  # data larger than memory: statistics, or binomial counts
         if not spec.is_logistic:
             return build_partitioned_design(spec, df, missing=missing)
-        binomial, counts, note = collapse_partitioned(spec, df, missing=missing)
-        return replace(build_design(binomial, counts), notes=(note,))
+        return weighted_design(collapse_partitioned(spec, df, missing=missing))
     if not isinstance(df, pd.DataFrame):
         raise SpecError(
             f"Argument 'df' (the data) must be a pandas DataFrame, got {type(df).__name__}: "
@@ -151,6 +151,24 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
     return design
 
 
+
+
+def weighted_design(c: Collapsed) -> Design:
+    """The design of binomial counts that stand for ``c.rows`` original rows each
+    (:func:`~multilevel.design.collapse.collapse_partitioned`): statistics over rows (group
+    sizes, ``Z'Z``, moments) weight each count by its rows, and ``loglik_offset`` restores the
+    original rows' log-likelihood."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checks of the counts were made on the rows
+        design = build_design(c.spec, c.frame)
+    w = c.rows
+    groups = tuple(
+        replace(g, level_counts=np.bincount(g.index, weights=w, minlength=g.n_levels),
+                z_sum=w @ g.Z, z_cross=(g.Z * w[:, None]).T @ g.Z)
+        for g in design.groups
+    )
+    return replace(design, groups=groups, notes=(c.note,), dropped_rows=c.dropped,
+                   row_weights=w, loglik_offset=c.loglik_offset)
 
 
 def collapse_binomial(design: Design) -> Design:

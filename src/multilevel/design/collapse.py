@@ -12,26 +12,28 @@ Examples
 >>> from multilevel import ModelSpec
 >>> df = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0], "x": [0, 0, 1, 1, 0, 1, 1, 0],
 ...                    "g": list("aaaabbbb")})
->>> spec, counts, note = collapse_partitioned(
+>>> c = collapse_partitioned(
 ...     ModelSpec.from_formula("y ~ x + (1 | g)", family="bernoulli"), dd.from_pandas(df, 2))
->>> spec.family, int(counts["y_trials"].sum()), int(counts["y"].sum()) == int(df.y.sum())
+>>> c.spec.family, int(c.frame["y_trials"].sum()), int(c.frame["y"].sum()) == int(df.y.sum())
 ('binomial', 8, True)
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy.special import gammaln
 
-from multilevel.design.checks import missing_mask
+from multilevel.design.checks import missing_mask, rows_text
 from multilevel.design.matrices import _bernoulli
 from multilevel.design.partitioned import partition_compute, profile_partitions
 from multilevel.errors import DataError
 from multilevel.spec.model import ModelSpec
 
-__all__ = ["MAX_PATTERNS", "collapse_partitioned"]
+__all__ = ["MAX_PATTERNS", "Collapsed", "collapse_partitioned"]
 
 #: Most distinct (group, covariate) patterns a logistic model on Dask is collapsed to.
 MAX_PATTERNS = 1_000_000
@@ -59,34 +61,65 @@ def _merge_patterns(*ps: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def collapse_partitioned(spec: ModelSpec, data: Any, *,
-                         missing: str = "error") -> tuple[ModelSpec, pd.DataFrame, str]:
-    """A logistic model on a Dask DataFrame or Parquet data set as binomial counts: the
-    binomial spec, the in-memory frame of counts (one row per distinct group and covariate
-    pattern) and a note for the fit. Raises a :class:`~multilevel.errors.DataError` (which says
-    how many rows there are) when there are more than :data:`MAX_PATTERNS` patterns."""
+@dataclass(frozen=True)
+class Collapsed:
+    """A logistic model's rows as binomial counts: the binomial ``spec`` (trials column
+    ``trials``), the in-memory ``frame`` of counts, the number of original ``rows`` behind each
+    count, ``loglik_offset`` (what turns the counts' binomial log-likelihood into that of the
+    original rows: the difference of the log binomial coefficients), the rows dropped for
+    missing values and a ``note`` for the fit."""
+
+    spec: ModelSpec
+    frame: pd.DataFrame
+    rows: np.ndarray
+    loglik_offset: float
+    dropped: int
+    note: str
+
+
+def _log_choose(n: pd.Series, k: pd.Series) -> np.ndarray:
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def collapse_partitioned(spec: ModelSpec, data: Any, *, missing: str = "error") -> Collapsed:
+    """A logistic model on a Dask DataFrame or Parquet data set as binomial counts (one per
+    distinct group and covariate pattern; :class:`Collapsed`). Raises a
+    :class:`~multilevel.errors.DataError` (which says how many rows there are) when there are
+    more than :data:`MAX_PATTERNS` patterns, and for successes above the trials in any row."""
     ddf, source, parts, prof, _ = profile_partitions(spec, data, missing)
     try:
         counts = partition_compute(parts, _patterns, _merge_patterns)
     except DataError as err:
         raise DataError(f"{err} ({source} has {prof.n:,} rows.)") from None
-    resp = spec.response
+    resp, rows = spec.response, counts[_COUNT].astype(float)
     if spec.family == "bernoulli":
-        success = _bernoulli(counts[resp], resp, spec.level_order.get(resp)) * counts[_COUNT]
-        trials = counts[_COUNT].astype(float)
+        success = _bernoulli(counts[resp], resp, spec.level_order.get(resp)) * rows
+        trials, original = rows, 0.0
     else:
         s = counts[resp].astype(float)
         n = counts[spec.trials].astype(float) if spec.trials else s + counts[spec.failures]
-        success, trials = s * counts[_COUNT], n * counts[_COUNT]
+        bad = int(rows[(s > n) | (s < 0) | (n < 0)].sum())
+        if bad:  # checked per row pattern, before counts of different rows are added up
+            raise DataError(
+                f"Successes {resp!r} exceed the trials {spec.trials or 'successes + failures'!r} "
+                f"(or are negative) in {rows_text(bad)}: check that the trials column counts all "
+                "trials (cbind(s, n - s) reads n as the trials)."
+            )
+        success, trials = s * rows, n * rows
+        original = float(np.sum(rows * _log_choose(n, s)))
     trials_col = next(f"{resp}_trials{k or ''}" for k in range(len(counts.columns) + 1)
                       if f"{resp}_trials{k or ''}" not in counts.columns)
     keep = [c for c in counts.columns if c not in (resp, spec.trials, spec.failures, _COUNT)]
-    frame = counts[keep].assign(**{resp: success, trials_col: trials})
-    frame = frame.groupby(keep, observed=True, sort=False, dropna=False)[[resp, trials_col]].sum()
-    frame = frame.reset_index()
+    frame = counts[keep].assign(**{resp: success, trials_col: trials, _COUNT: rows})
+    frame = frame.groupby(keep, observed=True, sort=False, dropna=False)[[resp, trials_col, _COUNT]]
+    frame = frame.sum().reset_index()
     binomial = replace(spec, family="binomial", trials=trials_col, failures=None, data=None)
-    note = (f"The {prof.n - (prof.bad_rows if missing == 'drop' else 0):,} rows of {source} were "
-            f"collapsed to {len(frame):,} binomial counts (one per group and covariate pattern): "
-            "the same likelihood up to a constant; lme4 on the 0/1 rows reports a log-likelihood "
-            "that differs by the sum of log binomial coefficients.")
-    return binomial, frame, note
+    offset = original - float(np.sum(_log_choose(frame[trials_col], frame[resp])))
+    dropped = prof.bad_rows if missing == "drop" else 0
+    note = (f"The {prof.n - dropped:,} rows of {source} were collapsed to {len(frame):,} binomial "
+            f"counts (one per group and covariate pattern) and fitted as family='binomial' with "
+            f"trials {trials_col!r} (for posterior_predict on new rows, give {trials_col}=1 for "
+            "a 0/1 outcome). Log-likelihoods, AIC and BIC are those of the original rows; "
+            "ICCs, R^2 and the default priors weight each count by its rows.")
+    return Collapsed(binomial, frame.drop(columns=_COUNT), frame[_COUNT].to_numpy(float), offset,
+                     dropped, note)

@@ -65,6 +65,8 @@ def is_partitioned(data: Any) -> bool:
     """
     if isinstance(data, (str, os.PathLike)):
         text = str(data)
+        if Path(text).is_file():  # an existing file: by its suffix ('runs[2024].csv' is CSV)
+            return text.lower().endswith(_PARQUET)
         return text.lower().endswith(_PARQUET) or any(c in text for c in "*?[") or Path(text).is_dir()
     return type(data).__module__.startswith(("dask.", "dask_expr."))
 

@@ -269,7 +269,8 @@ def _labels(frame: pd.DataFrame, train: pd.DataFrame, columns: tuple[str, ...]) 
 
 
 def _new_group(design: Design, g: GroupDesign, term, frame: pd.DataFrame) -> NewGroup:
-    labels = _labels(frame, design.frame, term.columns)
+    train = design.frame if design.encoding is None else design.encoding  # no rows: the levels
+    labels = _labels(frame, train, term.columns)
     lookup = {lv: i for i, lv in enumerate(g.levels)}
     index = np.fromiter((lookup.get(lv, -1) for lv in labels), dtype=np.int64, count=len(labels))
     unseen = labels[index < 0]
@@ -291,6 +292,11 @@ def _with_contextual(design: Design, newdata: pd.DataFrame, groups: bool) -> pd.
     ]
     if not wanted:
         return newdata
+    if not design.has_rows:
+        raise DataError(
+            f"newdata lacks {', '.join(map(repr, wanted))}: supply the column(s); the training "
+            "group means are not kept for data larger than memory."
+        )
     by = list(spec.groups[0].columns)
     out = newdata.copy()
     for col in wanted:

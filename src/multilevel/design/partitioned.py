@@ -253,6 +253,9 @@ def _encode(frame: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
 
 def _level_index(frame: pd.DataFrame, cols: list[str], keys: pd.Index, level: np.ndarray) -> np.ndarray:
     found = keys.get_indexer(pd.MultiIndex.from_frame(frame[cols]) if len(cols) > 1 else frame[cols[0]])
+    if np.any(found < 0):  # cannot happen with the levels of pass 1; never map it to a level
+        raise DataError(f"A partition has values of {cols} that the first pass did not see: the "
+                        "data changed between the passes (re-run the fit on fixed data).")
     return level[found]
 
 
@@ -393,6 +396,10 @@ def build_partitioned_design(spec: ModelSpec, data: Any, *, missing: str = "erro
         warn_flat_slopes(lo, hi, g, term, zt)
     summary = RowSummary(chunk.n, chunk.stats, chunk.x_sum, chunk.y_sum, nest, source, len(parts))
     encoding = _encode(skel, dtypes)
+    note = (f"Fitted from the sufficient statistics of {chunk.n:,} rows of {source} "
+            f"({len(parts)} partitions), never collected: PSIS-LOO, the posterior predictive "
+            "check, predictions for the fitted rows and profile/bootstrap intervals need the rows "
+            "(the tables show Wald intervals).")
     return Design(spec, np.empty(0), np.empty((0, len(names))), names, tuple(groups),
                   encoding.iloc[:0], None, prof.n - chunk.n, None, None, summary,
-                  encoding=encoding)
+                  notes=(note,), encoding=encoding)

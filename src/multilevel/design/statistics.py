@@ -297,6 +297,8 @@ def moments(design: Design) -> Moments:
     True
     """
     s = design.summary
+    if design.row_weights is not None:  # binomial counts standing for weighted rows
+        return _weighted_moments(design)
     if s is None:
         X, y = design.X, design.y
         coef = np.linalg.lstsq(X, y, rcond=None)[0]
@@ -316,9 +318,28 @@ def moments(design: Design) -> Moments:
                    tuple(sd for _, sd in z), coef, float(np.sqrt(rss / n)))
 
 
+def _weighted_moments(design: Design) -> Moments:
+    w, X, y = design.row_weights, design.X, design.y
+    n = float(w.sum())
+    x_mean, x_sd = _mean_sd(w @ X, w @ X**2, n)
+    y_mean, y_sd = _mean_sd(w @ y, w @ y**2, n)
+    z = [_mean_sd(g.z_sum, np.diag(g.z_cross), n) for g in design.groups]
+    sw = np.sqrt(w)
+    coef = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+    resid = y - X @ coef
+    return Moments(float(y_mean), float(y_sd), x_mean, x_sd, tuple(m for m, _ in z),
+                   tuple(sd for _, sd in z), coef, float(np.sqrt(w @ resid**2 / n)))
+
+
 def fitted_variance(design: Design, b: np.ndarray) -> np.ndarray:
     """``var(X b)`` over the rows (ddof 1) for coefficients ``b`` (``(..., p)``); from ``X'X``
-    and ``X'1`` for a design without rows."""
+    and ``X'1`` for a design without rows, weighted by the rows each binomial count stands for
+    when it has :attr:`~multilevel.design.Design.row_weights`."""
+    if design.row_weights is not None:
+        w = design.row_weights
+        f = np.einsum("...p,np->...n", b, design.X)
+        mean = (f @ w) / w.sum()
+        return ((f - mean[..., None]) ** 2 @ w) / (w.sum() - 1)
     if design.summary is None:
         return np.einsum("...p,np->...n", b, design.X).var(axis=-1, ddof=1)
     n, s = design.n_obs, design.summary

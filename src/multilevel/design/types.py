@@ -40,7 +40,8 @@ class GroupDesign:
     term_names: tuple[str, ...]
     correlated: bool
     intercept: bool
-    #: Set when the design holds no rows (data larger than memory), else None: the rows per
+    #: Set when the design holds no rows (data larger than memory; ``level_counts``, ``z_sum``
+    #: and ``z_cross`` also for rows that are weighted binomial counts), else None: the rows per
     #: level, ``Z'1`` and ``Z'Z`` over all rows, and per level the sum and the sum of squares of
     #: ``y`` (``(levels, 2)``).
     level_counts: np.ndarray | None = None
@@ -138,6 +139,16 @@ class Design:
     #: For a design without rows: a small frame with every level of every factor and the range
     #: of every numeric column, on which new data are encoded (never a sample of the rows).
     encoding: pd.DataFrame | None = None
+    #: For rows collapsed to binomial counts from data larger than memory: how many original
+    #: rows each row stands for (frequency weights for moments, ICC and R^2), and the constant
+    #: that turns the counts' log-likelihood into that of the original rows.
+    row_weights: np.ndarray | None = None
+    loglik_offset: float = 0.0
+
+    @property
+    def n_rows(self) -> int:
+        """Original rows behind the design (``n_obs``, or the rows the counts stand for)."""
+        return int(round(self.row_weights.sum())) if self.row_weights is not None else self.n_obs
 
     @property
     def n_obs(self) -> int:

@@ -65,7 +65,6 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
         return summarise_group_effects(idata, design, stats, seed)
     if isinstance(stats, NestedStats):
         return _recover_nested(idata, design, stats, seed), None
-        return _recover_nested(idata, design, stats, seed)
     g = design.groups[0]
     post = idata["posterior"].to_dataset()
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]

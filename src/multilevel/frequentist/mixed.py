@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.design import Design
+from multilevel.design.statistics import fitted_variance
 from multilevel.errors import DataError, SpecError
 from multilevel.frequentist.deviance import hessian
 from multilevel.frequentist.result import FrequentistFit, GroupCovariance
@@ -103,12 +104,13 @@ def fit_mixed(design: Design, method: str | None = None, n_agq: int = 1) -> Freq
         sigma=sigma,
         groups=groups,
         ranef_table=_ranef_table(res, design),
-        loglik=loglik,
-        nobs=design.n_obs,
+        loglik=loglik + design.loglik_offset,  # counts from Dask: the original rows' value
+        nobs=design.n_rows,
         converged=bool(res.converged),
         singular=singular,
         messages=tuple(messages),
-        var_fixed=float(np.var(design.X @ beta, ddof=1)),
+        var_fixed=float(np.var(design.X @ beta, ddof=1)) if design.row_weights is None
+        else float(fitted_variance(design, beta)),
         var_random=random_variances(design, groups),
         var_residual=scale if sigma is not None else math.pi**2 / 3.0,
         design=design,
@@ -295,7 +297,7 @@ def random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tup
     """Random-effect variance per factor: ``mean_i z_i' Sigma z_i`` over the observed rows
     (``tr(Sigma Z'Z) / n`` for a design built from statistics)."""
     out = []
-    if design.summary is not None:
+    if design.summary is not None or design.row_weights is not None:  # stored Z'Z
         return tuple(float(np.sum(g.cov * design.group(g.factor).z_moment())) for g in groups)
     for g in groups:
         Z = design.group(g.factor).Z

@@ -65,10 +65,10 @@ def draws_of(posterior: xr.Dataset, name: str) -> np.ndarray:
     """A posterior variable as a numpy array with ``chain`` and ``draw`` first."""
     if name not in posterior and name.startswith("u_"):
         raise DataError(
-            f"The draws of the group effects {name!r} were not kept (group_draws='summary', the "
-            "default when they exceed 500 MB): this needs every draw of every group. Refit with "
-            "group_draws='full' (it needs the memory), or use the tables, which read the "
-            "per-level summaries."
+            f"The posterior has no draws of the group effects {name!r}: they are not kept with "
+            "group_draws='summary' (the default when they exceed 500 MB), and this needs every "
+            "draw of every group. Refit with group_draws='full' (it needs the memory), or use "
+            "the tables, which read the per-level summaries."
         )
     da = posterior[name]
     rest = [d for d in da.dims if d not in ("chain", "draw")]

@@ -21,7 +21,10 @@ the variable's attributes. A fit of data larger than memory (a design without ro
 :mod:`multilevel.design.partitioned`) stores its encoding frame there instead, and its
 statistics, level counts and sums in a group ``multilevel_stats`` (arrays, and the facts as
 JSON in its ``info`` attribute); loading rebuilds that design with
-:func:`~multilevel.design.summary_io.design_from_summary`.
+:func:`~multilevel.design.summary_io.design_from_summary`. A logistic fit of Dask data
+collapsed to binomial counts also stores the rows behind each count (group
+``multilevel_row_weights``) and its log-likelihood constant (``loglik_offset`` in
+``multilevel_fit``).
 
 Loading rebuilds the :class:`~multilevel.design.Design` with
 :func:`~multilevel.design.build_design` from the stored columns and checks it against the
@@ -67,6 +70,8 @@ import pandas as pd
 import xarray as xr
 
 from multilevel.design import Design, build_design
+from multilevel.design.build import weighted_design
+from multilevel.design.collapse import Collapsed
 from multilevel.design.statistics import marginal_statistics
 from multilevel.design.summary_io import design_from_summary, summary_arrays
 from multilevel.errors import DataError
@@ -81,6 +86,7 @@ __all__ = ["FORMAT_VERSION", "data_fingerprint", "read_fit", "save_fit"]
 FORMAT_VERSION = 1
 DATA_GROUP = "multilevel_data"
 STATS_GROUP = "multilevel_stats"
+WEIGHTS_GROUP = "multilevel_row_weights"
 _CHECKED_MAJOR = ("pymc", "arviz")
 _OWN_ATTRS = ("multilevel_format", "multilevel_fit")
 
@@ -112,6 +118,8 @@ def data_fingerprint(design: Design) -> str:
         add(info)
         for key in sorted(arrays):
             add(arrays[key])
+    if design.row_weights is not None:
+        add(design.row_weights)
     add([str(c) for c in design.frame.columns])
     add(list(design.frame.shape))
     add(list(design.fixed_names))
@@ -258,11 +266,15 @@ def save_fit(fit: FitRecord, path: str | os.PathLike) -> Path:
             "messages": list(freq.messages),
         },
     }
+    if fit.design.row_weights is not None:
+        meta["loglik_offset"] = fit.design.loglik_offset
     tree = _store_ready(fit.idata.copy())
     tree.attrs = dict(fit.idata.attrs)
     tree.attrs.setdefault("multilevel_spec", fit.spec.to_toml())
     tree.attrs.setdefault("multilevel_versions", json.dumps(package_versions()))
     tree.attrs |= {"multilevel_format": FORMAT_VERSION, "multilevel_fit": json.dumps(meta)}
+    if fit.design.row_weights is not None:  # binomial counts from Dask: rows behind each
+        tree[WEIGHTS_GROUP] = xr.DataTree(xr.Dataset({"rows": ("row", fit.design.row_weights)}))
     if fit.design.summary is None:
         tree[DATA_GROUP] = xr.DataTree(_frame_to_dataset(fit.design.frame))
     else:  # data larger than memory: the statistics, and the frame new data are encoded on
@@ -341,6 +353,11 @@ def read_fit(path: str | os.PathLike) -> FitRecord:
         design = design_from_summary(spec, frame, {k: ds[k].to_numpy() for k in ds.data_vars},
                                      json.loads(ds.attrs["info"]))
         tree = tree.drop_nodes(STATS_GROUP)
+    elif WEIGHTS_GROUP in tree.children:  # binomial counts standing for weighted rows
+        rows = tree[WEIGHTS_GROUP].to_dataset()["rows"].to_numpy()
+        design = weighted_design(Collapsed(spec, frame, rows, float(meta["loglik_offset"]),
+                                           int(meta["dropped_rows"]), meta["notes"][0]))
+        tree = tree.drop_nodes(WEIGHTS_GROUP)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # slope/separation warnings were given at fit time
