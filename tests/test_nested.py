@@ -156,7 +156,7 @@ def test_recovered_effects_follow_exact_conditional(small):
         "corchol_school__klass": (("chain", "draw", "c3", "c4"), rep(chol2)),
         "sigma": (("chain", "draw"), rep(sigma)),
     }, coords={"chain": [0], "draw": np.arange(n_draws)})
-    idata = recover_nested_effects(xr.DataTree.from_dict({"posterior": post}), design, seed=9)
+    idata, _ = recover_nested_effects(xr.DataTree.from_dict({"posterior": post}), design, seed=9)
     u1 = idata["posterior"]["u_school"].to_numpy()[0].reshape(n_draws, -1)
     u2 = idata["posterior"]["u_school__klass"].to_numpy()[0].reshape(n_draws, -1)
     u = np.hstack([u1, u2])

@@ -355,8 +355,10 @@ def read_fit(path: str | os.PathLike) -> FitRecord:
         tree = tree.drop_nodes(STATS_GROUP)
     elif WEIGHTS_GROUP in tree.children:  # binomial counts standing for weighted rows
         rows = tree[WEIGHTS_GROUP].to_dataset()["rows"].to_numpy()
-        design = weighted_design(Collapsed(spec, frame, rows, float(meta["loglik_offset"]),
-                                           int(meta["dropped_rows"]), meta["notes"][0]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # slope/separation warnings were given at fit time
+            design = weighted_design(Collapsed(spec, frame, rows, float(meta["loglik_offset"]),
+                                               int(meta["dropped_rows"]), meta["notes"][0]))
         tree = tree.drop_nodes(WEIGHTS_GROUP)
     else:
         with warnings.catch_warnings():
