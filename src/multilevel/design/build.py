@@ -25,6 +25,7 @@ import pandas as pd
 from multilevel.design.checks import (
     check_columns,
     check_fixed,
+    check_frame,
     check_groups,
     check_transforms,
     design_level1_variance,
@@ -104,6 +105,7 @@ def build_design(spec: ModelSpec, df: pd.DataFrame, *, missing: str = "error") -
         )
     if missing not in ("error", "drop"):
         raise SpecError(f"missing={missing!r} is not an option: use 'error' or 'drop'.")
+    check_frame(df)
     if df.empty:
         raise DataError("The DataFrame is empty: there is nothing to fit.")
     df = add_contextual_columns(spec, df)  # <x>_between / <x>_within of contextual=[...]

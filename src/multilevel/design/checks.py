@@ -30,7 +30,8 @@ from multilevel.spec.safety import check_safe
 from multilevel.spec.terms import GroupTerm
 
 __all__ = [
-    "check_columns", "check_fixed", "check_groups", "check_transforms", "design_level1_variance",
+    "check_columns", "check_fixed", "check_frame", "check_groups", "check_transforms",
+    "design_level1_variance",
     "check_fixed_cross", "handle_missing", "missing_counts", "missing_mask", "missing_verdict",
     "known_se", "predictor_inputs", "rows_text", "used_columns", "warn_flat_slopes", "warn_separation",
     "warn_slopes",
@@ -104,6 +105,32 @@ def check_transforms(frame: pd.DataFrame, spec: ModelSpec) -> None:
                     f"not numeric (dtype {frame[col].dtype}): convert the column to numbers, or "
                     "use it without the transform as a factor."
                 )
+
+
+def check_frame(df: pd.DataFrame) -> None:
+    """The shape of the DataFrame itself: flat columns, named by strings.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({("y", "mean"): [1.0], ("g", ""): ["a"]})
+    >>> check_frame(df)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    multilevel.errors.DataError: The DataFrame has MultiIndex (2-level) columns such as ...
+    """
+    if isinstance(df.columns, pd.MultiIndex):
+        raise DataError(
+            f"The DataFrame has MultiIndex ({df.columns.nlevels}-level) columns such as "
+            f"{df.columns[0]!r}; a formula names flat columns. Flatten them first, e.g. df.columns "
+            "= ['_'.join(map(str, c)).strip('_') for c in df.columns]."
+        )
+    if len(df.columns) and not any(isinstance(c, str) for c in df.columns):
+        raise DataError(
+            f"No column of the DataFrame is named by a string (they are "
+            f"{', '.join(map(repr, list(df.columns[:5])))}{', ...' if len(df.columns) > 5 else ''}"
+            "), and a formula names columns by strings: set df.columns to names, e.g. "
+            "df.columns = ['y', 'x', 'g']."
+        )
 
 
 def check_columns(spec: ModelSpec, df: pd.DataFrame) -> list[str]:

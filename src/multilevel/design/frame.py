@@ -208,10 +208,7 @@ def order_levels(frame: pd.DataFrame, spec: ModelSpec, skip: set[str]) -> pd.Dat
         elif pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s):
             kinds = {type(v) for v in s}
             if kinds != {str}:
-                raise DataError(
-                    f"Predictor column {col!r} mixes value types {sorted(k.__name__ for k in kinds)}: "
-                    "make it numeric, or a string/pandas Categorical column for a factor."
-                )
+                raise DataError(_object_message(col, kinds))
             frame[col] = pd.Categorical(s, categories=sorted(s.unique()), ordered=True)
         else:
             raise DataError(
@@ -225,6 +222,18 @@ def order_levels(frame: pd.DataFrame, spec: ModelSpec, skip: set[str]) -> pd.Dat
                 "identified. Drop it, or check how the data were filtered."
             )
     return frame
+
+
+def _object_message(col: str, kinds: set[type]) -> str:
+    names = sorted(k.__name__ for k in kinds)
+    if all(issubclass(k, (int, float, np.number)) and not issubclass(k, bool) for k in kinds):
+        return (f"Predictor column {col!r} holds numbers stored as Python objects (dtype object, "
+                f"types {names}): convert it with pd.to_numeric(df[{col!r}]).")
+    if len(kinds) == 1:
+        return (f"Predictor column {col!r} holds {names[0]} values (dtype object), neither numbers "
+                "nor text: convert it to numbers, or to strings/a pandas Categorical for a factor.")
+    return (f"Predictor column {col!r} mixes value types {names}: make it numeric, or a "
+            "string/pandas Categorical column for a factor.")
 
 
 def group_index(frame: pd.DataFrame, term: GroupTerm, order: dict) -> tuple[np.ndarray, tuple]:

@@ -47,7 +47,10 @@ from multilevel.spec.safety import NAME_PATTERN as _NAME
 from multilevel.spec.safety import check_safe
 from multilevel.spec.terms import CORRELATIONS, GroupTerm, ResidualCorrelation
 
-__all__ = ["ParsedFormula", "parse_formula", "parse_terms"]
+__all__ = [
+    "MAX_FORMULA_CHARS", "MAX_NESTING", "MAX_TERMS", "ParsedFormula", "check_size", "parse_formula",
+    "parse_terms",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,41 @@ def _parse_correlation(kind: str, inner: str, piece: str) -> ResidualCorrelation
     if any(not _NAME.match(c.strip()) for c in group.split(":")):
         raise SpecError(f"The grouping factor {group!r} in {piece!r} must be column names.")
     return ResidualCorrelation(kind, time, group)
+
+
+#: Longest formula accepted, in characters (real models are far shorter).
+MAX_FORMULA_CHARS = 10_000
+#: Most terms on the right-hand side of a formula.
+MAX_TERMS = 500
+#: Deepest nesting of parentheses in a formula.
+MAX_NESTING = 50
+
+
+def check_size(formula: str) -> None:
+    """Reject a formula longer than :data:`MAX_FORMULA_CHARS` or nested deeper than
+    :data:`MAX_NESTING` at once, before any parsing (which would take time and memory).
+
+    Examples
+    --------
+    >>> check_size("y ~ " + "(" * 60 + "x" + ")" * 60)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    multilevel.errors.SpecError: The formula nests parentheses 60 deep; the limit is 50. ...
+    """
+    depth = deepest = 0
+    for ch in formula:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        raise SpecError(
+            f"The formula nests parentheses {deepest} deep; the limit is {MAX_NESTING}. Write the "
+            "term without the extra parentheses."
+        )
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise SpecError(
+            f"The formula is {len(formula):,} characters long; the limit is {MAX_FORMULA_CHARS:,} "
+            f"(it starts {formula[:60]!r}). Check how it was generated."
+        )
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -260,13 +298,20 @@ def parse_formula(formula: str) -> ParsedFormula:
     """
     if not isinstance(formula, str):
         raise SpecError(f"A formula must be a string, got {type(formula).__name__}.")
+    check_size(formula)
     check_safe(formula)
     sides = _split_top(formula, "~")
     if len(sides) != 2:
         raise SpecError(f"A formula needs exactly one '~' (response ~ terms), got {formula!r}.")
     response, trials, failures, se = _parse_response(sides[0])
     fixed_parts, group_terms, correlations = [], [], []
-    for raw in _split_top(sides[1], "+"):
+    pieces = _split_top(sides[1], "+")
+    if len(pieces) > MAX_TERMS:
+        raise SpecError(
+            f"The formula has {len(pieces):,} terms on its right-hand side; the limit is "
+            f"{MAX_TERMS} (far above real models). Check how the formula was generated."
+        )
+    for raw in pieces:
         piece = raw.strip()
         if not piece:
             raise SpecError(f"Empty term (a stray '+') in {formula!r}.")

@@ -65,6 +65,10 @@ _TOP_KEYS = {"name", "data", "formula", "family", "builder", "priors", "sampler"
 _SAMPLER_KEYS = set(SamplerSettings.__dataclass_fields__)
 
 
+#: Longest TOML spec accepted, in characters.
+MAX_TOML_CHARS = 100_000
+
+
 def _unknown(keys: set[str], valid: set[str], where: str) -> None:
     extra = keys - valid
     if extra:
@@ -109,6 +113,11 @@ def spec_from_toml(text: str, *, base: Path | None = None) -> ModelSpec:
     """Build a spec from TOML text; ``base`` resolves a relative data path."""
     if not isinstance(text, str):
         raise SpecError(f"TOML text must be a string, got {type(text).__name__}.")
+    if len(text) > MAX_TOML_CHARS:
+        raise SpecError(
+            f"The TOML spec is {len(text):,} characters long; the limit is {MAX_TOML_CHARS:,} (a "
+            "spec is a formula, priors and settings). Check that this is the spec file."
+        )
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -164,6 +173,9 @@ def load_spec(path: str | Path) -> ModelSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"Spec file {str(path)!r} does not exist (or is not a file).")
+    if path.stat().st_size > 4 * MAX_TOML_CHARS:  # not read at all: bytes, up to 4 per character
+        raise SpecError(f"The spec file {str(path)!r} is {path.stat().st_size:,} bytes; the limit "
+                        f"is {MAX_TOML_CHARS:,} characters. Check that this is the spec file.")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
