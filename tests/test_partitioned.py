@@ -42,6 +42,18 @@ def _simulate(n_rows: int, n_groups: int, seed: int = 1) -> pd.DataFrame:
                          "cat": np.where(rng.random(n_rows) < 0.4, "b", "a")})
 
 
+def _quiet_fit(formula, data, **kw):
+    """``fit_hierarchical`` with its sampler-check warnings silenced (short test runs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_hierarchical(formula, data, progressbar=False, **kw)
+
+
+def _mem_and_dask(formula: str, df: pd.DataFrame, **kw):
+    """The same model fitted to ``df`` in memory and as a 3-partition Dask DataFrame."""
+    return _quiet_fit(formula, df, **kw), _quiet_fit(formula, dd.from_pandas(df, npartitions=3), **kw)
+
+
 def _nested(seed: int = 2) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     school = np.repeat(np.arange(40), 60)
@@ -168,20 +180,16 @@ def test_parquet_directory_glob_and_toml(tmp_path) -> None:
         np.testing.assert_allclose(fit.beta, ref.beta, rtol=1e-6)
     toml = tmp_path / "model.toml"
     toml.write_text(f'formula = "{SLOPE}"\ndata = "{tmp_path / "pq"}"\n')
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_hierarchical(toml, draws=200, tune=200, chains=1, seed=1, progressbar=False)
+    fit = _quiet_fit(toml, None, draws=200, tune=200, chains=1, seed=1)
     assert fit.design.summary.n_partitions == 4
     np.testing.assert_allclose(fit.frequentist.beta, ref.beta, rtol=1e-6)
 
 
 def test_save_and_load_a_fit_without_rows(tmp_path) -> None:
     df = _simulate(3000, 30)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_hierarchical(SLOPE, dd.from_pandas(df, npartitions=3), draws=200, tune=200,
-                               chains=2, seed=2, progressbar=False)
-        again = load_fit(fit.save(tmp_path / "big.fit.zip"))
+    fit = _quiet_fit(SLOPE, dd.from_pandas(df, npartitions=3), draws=200, tune=200, chains=2,
+                     seed=2)
+    again = load_fit(fit.save(tmp_path / "big.fit.zip"))
     pd.testing.assert_frame_equal(fit.fixed_effects(), again.fixed_effects())
     pd.testing.assert_frame_equal(fit.shrinkage(), again.shrinkage())
     new = df.head(5).drop(columns="y")
@@ -223,11 +231,7 @@ def test_bayesian_logistic_fit_of_dask_counts(tmp_path) -> None:
     eta = -0.3 + 0.5 * x + rng.normal(0, 0.8, groups)[g]
     df = pd.DataFrame({"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g": g})
     formula = "y ~ x + (1 | g)"
-    kw = dict(family="bernoulli", draws=600, tune=600, chains=2, seed=5, progressbar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = fit_hierarchical(formula, df, **kw)
-        big = fit_hierarchical(formula, dd.from_pandas(df, npartitions=3), **kw)
+    mem, big = _mem_and_dask(formula, df, family="bernoulli", draws=600, tune=600, chains=2, seed=5)
     assert big.spec.family == "binomial" and big.design.n_rows == n
     for var in ("b", "sd_g"):
         a, b = mem.posterior[var], big.posterior[var]
@@ -286,10 +290,8 @@ def test_models_that_need_rows_are_refused_clearly(formula: str, match: str) -> 
 
 def test_what_needs_rows_says_so() -> None:
     df = _simulate(1500, 15)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_hierarchical(SLOPE, dd.from_pandas(df, npartitions=3), draws=100, tune=100,
-                               chains=1, seed=1, progressbar=False)
+    fit = _quiet_fit(SLOPE, dd.from_pandas(df, npartitions=3), draws=100, tune=100, chains=1,
+                     seed=1)
     for call in (fit.loo, fit.plot_ppc, fit.predict):
         with pytest.raises(DataError, match="needs the rows in memory.*1,500 rows of a Dask"):
             call()
@@ -300,11 +302,7 @@ def test_what_needs_rows_says_so() -> None:
 
 def test_new_data_on_float_group_ids_find_their_groups(tmp_path) -> None:
     df = _simulate(3000, 30).assign(g=lambda d: d["g"].str[1:].astype(float))  # 7.0, 12.0, ...
-    kw = dict(draws=300, tune=300, chains=2, seed=6, progressbar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = fit_hierarchical(SLOPE, df, **kw)
-        big = fit_hierarchical(SLOPE, dd.from_pandas(df, npartitions=3), **kw)
+    mem, big = _mem_and_dask(SLOPE, df, draws=300, tune=300, chains=2, seed=6)
     new = df.head(8).drop(columns="y")
     a = mem.predict(new, new_levels="error", seed=1)
     b = big.predict(new, new_levels="error", seed=1)  # every level is known: no error
@@ -325,10 +323,10 @@ def test_report_of_a_fit_without_rows(tmp_path) -> None:
     from multilevel.report import write_report
 
     df = _simulate(1500, 15)
+    fit = _quiet_fit(SLOPE, dd.from_pandas(df, npartitions=2), draws=100, tune=100, chains=1,
+                     seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_hierarchical(SLOPE, dd.from_pandas(df, npartitions=2), draws=100, tune=100,
-                               chains=1, seed=1, progressbar=False)
         text = write_report(fit, tmp_path / "r.html").read_text()
     assert "Fitted from the sufficient statistics of 1,500 rows" in text
     assert "Posterior predictive check" not in text and "Caterpillar" in text

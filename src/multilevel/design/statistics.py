@@ -183,6 +183,18 @@ class NestedStats:
     yty: float
     n_total: float
 
+    @property
+    def cell_parent(self) -> np.ndarray:
+        """The outer group of every cell."""
+        return np.repeat(np.arange(len(self.cell_start) - 1), np.diff(self.cell_start))
+
+    @property
+    def level_cell(self) -> np.ndarray:
+        """The cell of every inner level (the inverse of ``cell_level``)."""
+        out = np.empty_like(self.cell_level)
+        out[self.cell_level] = np.arange(len(self.cell_level))
+        return out
+
     def kernel_args(self) -> tuple:
         """The statistics in the order of :func:`multilevel.engine.kernels.nested.nested_loglik_grad`."""
         return (self.g1, self.z1x, self.z1y, self.a2, self.c12, self.z2x, self.z2y,

@@ -263,10 +263,7 @@ def effect_draws(idata, design: Design, factor: str, levels: np.ndarray) -> np.n
     g = design.group(factor)
     out = np.empty((post.sizes["chain"] * post.sizes["draw"], len(levels), g.n_terms))
     if isinstance(stats, NestedStats) and design.groups[nesting(design)[1]].factor == factor:
-        parent = np.repeat(np.arange(len(stats.cell_start) - 1), np.diff(stats.cell_start))
-        cell = np.empty_like(stats.cell_level)
-        cell[stats.cell_level] = np.arange(len(stats.cell_level))
-        chunks = parent[cell[levels]] // _CHUNK_LEVELS
+        chunks = stats.cell_parent[stats.level_cell[levels]] // _CHUNK_LEVELS
     else:
         chunks = levels // _CHUNK_LEVELS
     for chunk in np.unique(chunks):

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from multilevel.design import Design, build_design
-from multilevel.design.statistics import nesting
+from multilevel.engine.choice import marginal_supported
 from multilevel.frequentist.meta import MetaAnalysisFit, check_meta_spec, fit_meta
 from multilevel.frequentist.mixed import check_method, fit_mixed
 from multilevel.frequentist.profiled import STATS_FIT_ROWS, fit_from_stats
@@ -56,8 +56,7 @@ def fit_design(design: Design, method: str | None = None, n_agq: int = 1) -> Fre
         check_frequentist(design.spec, method, n_agq)
         return fit_serial(design, method, n_agq)
     if design.summary is not None or (
-        design.spec.family == "gaussian" and design.n_obs >= STATS_FIT_ROWS
-        and (len(design.groups) == 1 or nesting(design) is not None)
+        design.n_obs >= STATS_FIT_ROWS and marginal_supported(design)[0]
     ):  # from sufficient statistics: data larger than memory, or many rows
         check_frequentist(design.spec, method, n_agq)
         return fit_from_stats(design, method, n_agq)

@@ -82,8 +82,6 @@ class StatsCriterion:
         self.design = design
         self.stats = marginal_statistics(design) if stats is None else stats
         self.nest = nesting(design) if isinstance(self.stats, NestedStats) else None
-        order = (self.nest if self.nest is not None else (0,))
-        self.factors = [design.groups[k] for k in order]
         self.layout = []  # per factor in design order: (rows, cols) of theta in Lambda
         for g in design.groups:
             q = g.n_terms
@@ -124,7 +122,7 @@ class StatsCriterion:
                 for rows, cols in self.layout for r, c in zip(rows, cols, strict=True)]
 
     def parts(self, theta: np.ndarray):
-        """``(log|M|, Cholesky factor of T, per-level pieces for the modes)``."""
+        """``(log|M|, Cholesky factor of T, (Cholesky factors of M_1j, of M_2k or None))``."""
         lams = self.lambdas(theta)
         st = self.stats
         if self.nest is None:
@@ -133,7 +131,7 @@ class StatsCriterion:
             r = np.einsum("ca,jcx->jax", lam, np.concatenate([st.ztx, st.zty[..., None]], axis=2))
             chol, h = _chol_solve_parts(m, r)
             t = self.wxy - np.einsum("jax,jay->xy", h, h)
-            return _logdet(chol), np.linalg.cholesky(t), (chol, None, None, None)
+            return _logdet(chol), np.linalg.cholesky(t), (chol, None)
         lam1, lam2 = lams[self.nest[0]], lams[self.nest[1]]
         q1 = lam1.shape[0]
         m2 = np.eye(lam2.shape[0]) + np.einsum("ca,kcd,db->kab", lam2, st.a2, lam2)
@@ -147,7 +145,7 @@ class StatsCriterion:
         r1 = r1 - b[:, :q1, q1:]
         chol1, h1 = _chol_solve_parts(m1, r1)
         t = self.wxy - b[:, q1:, q1:].sum(axis=0) - np.einsum("jax,jay->xy", h1, h1)
-        return _logdet(chol1) + _logdet(chol2), np.linalg.cholesky(t), (chol1, chol2, h2, None)
+        return _logdet(chol1) + _logdet(chol2), np.linalg.cholesky(t), (chol1, chol2)
 
     def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
         try:
@@ -189,7 +187,7 @@ def _optimize(crit: StatsCriterion, reml: bool) -> optimize.OptimizeResult:
 
 def _modes(crit: StatsCriterion, theta: np.ndarray, beta: np.ndarray, sigma2: float) -> pd.DataFrame:
     st, lams = crit.stats, crit.lambdas(theta)
-    _, _, (chol1, chol2, h2, _) = crit.parts(theta)
+    _, _, (chol1, chol2) = crit.parts(theta)
     if crit.nest is None:
         lam, g = lams[0], crit.design.groups[0]
         c = np.einsum("ca,jc->ja", lam, st.zty - st.ztx @ beta)
@@ -199,7 +197,7 @@ def _modes(crit: StatsCriterion, theta: np.ndarray, beta: np.ndarray, sigma2: fl
         return _table(g, u, cov)
     o, i = crit.nest
     lam1, lam2 = lams[o], lams[i]
-    parent = np.repeat(np.arange(len(st.cell_start) - 1), np.diff(st.cell_start))
+    parent = st.cell_parent
     ck = np.einsum("ca,kcd,db->kab", lam1, st.c12, lam2)  # (K, q1, q2): Lambda1' C_k Lambda2
     m2inv = np.linalg.inv(chol2 @ np.swapaxes(chol2, 1, 2))
     r2 = np.einsum("ca,kc->ka", lam2, st.z2y - st.z2x @ beta)
@@ -212,8 +210,7 @@ def _modes(crit: StatsCriterion, theta: np.ndarray, beta: np.ndarray, sigma2: fl
     cov_v2 = m2inv + np.einsum("kba,kbc,kcd->kad", cm, sinv[parent], cm)
     u1, cov1 = v1 @ lam1.T, sigma2 * np.einsum("ab,jbc,dc->jad", lam1, sinv, lam1)
     u2, cov2 = v2 @ lam2.T, sigma2 * np.einsum("ab,kbc,dc->kad", lam2, cov_v2, lam2)
-    back = np.empty_like(st.cell_level)
-    back[st.cell_level] = np.arange(len(st.cell_level))  # cell of each inner level
+    back = st.level_cell
     tables = {o: _table(crit.design.groups[o], u1, cov1),
               i: _table(crit.design.groups[i], u2[back], cov2[back])}
     return pd.concat([tables[k] for k in range(2)], ignore_index=True)

@@ -70,11 +70,10 @@ def _stats_cross(design: Design, g: GroupDesign):
     st, nest = design.summary.stats, design.summary.nest
     if nest is None:
         return st.ztz, st.ztx, st.zty, None
-    parent = np.repeat(np.arange(len(st.cell_start) - 1), np.diff(st.cell_start))
+    parent = st.cell_parent
     if design.groups[nest[0]].factor == g.factor:  # outer: cells' Z1'Z2, summed per outer level
         return st.g1, st.z1x, st.z1y, (st.c12, parent)
-    back = np.empty_like(st.cell_level)
-    back[st.cell_level] = np.arange(len(st.cell_level))  # cell of each inner level
+    back = st.level_cell
     return (st.a2[back], st.z2x[back], st.z2y[back],
             (np.swapaxes(st.c12, 1, 2)[back], parent[back]))
 
