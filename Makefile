@@ -13,7 +13,7 @@ done; exit 1
 endef
 export FIND_PYTHON
 
-.PHONY: demo test test-fast bench lint clean venv
+.PHONY: demo test test-fast bench lint clean venv docs docs-serve
 
 venv: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	echo "Using $$py ($$($$py --version))"; \
 	test -x $(PY) || $$py -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,docs]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -43,9 +43,17 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# The documentation site: notebooks executed (cached in build/docs/ while unchanged), API reference
+# from the docstrings, warnings are errors. MULTILEVEL_NB_DRAWS=200 make docs builds it quickly.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg $(VENV)/bin/mkdocs serve
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports .pytest_cache site build/docs
