@@ -33,9 +33,13 @@ log = logging.getLogger("mkdocs.hooks.multilevel")
 
 
 def source_hash() -> str:
-    """sha256 of every ``.py`` file of the package, so an executed notebook goes stale with the code."""
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "multilevel").rglob("*.py")):
+    """sha256 of the package's files (code and bundled data) and the versions of Python and the
+    packages it runs on, so an executed notebook goes stale with any of them."""
+    from multilevel.versions import package_versions
+
+    h = hashlib.sha256(repr(sorted(package_versions().items())).encode())
+    for path in sorted(p for p in (ROOT / "src" / "multilevel").rglob("*")
+                       if p.is_file() and "__pycache__" not in p.parts):
         h.update(path.relative_to(ROOT).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -48,35 +52,48 @@ def build_key(path: Path, src: str) -> str:
     return hashlib.sha256(path.read_bytes() + src.encode() + knobs.encode()).hexdigest()
 
 
-def execute_notebook(path: Path, src: str | None = None):
+_INTERNAL_IMPORT = re.compile(r"^\s*(from\s+multilevel[\s.]|import\s+multilevel\.)", re.MULTILINE)
+
+
+def execute_notebook(path: Path, src: str | None = None, *, force: bool = False):
     """Run ``path`` top to bottom and write the executed copy to ``build/docs/notebooks``.
 
     Returns the executed notebook. Raises ``ValueError`` when the notebook is committed with
-    outputs or imports from ``multilevel`` internals, and ``nbclient``'s ``CellExecutionError``
-    when a cell fails. A copy with the same build key is read back instead of run again.
+    outputs or imports ``multilevel`` internals, and ``nbclient``'s ``CellExecutionError`` when
+    a cell fails. A readable copy with the same build key is read back instead of run again,
+    unless ``force``. The kernel runs without ``MPLBACKEND``, so figures are captured inline.
     """
     import nbformat
     from nbclient import NotebookClient
 
     key = build_key(path, src or source_hash())
     out = CACHE / path.name
-    if out.is_file():
-        done = nbformat.read(out, as_version=4)
-        if done.metadata.get(KEY) == key:
+    if out.is_file() and not force:
+        try:
+            done = nbformat.read(out, as_version=4)
+        except Exception:  # noqa: BLE001  (a copy cut short: run the notebook again)
+            done = None
+        if done is not None and done.metadata.get(KEY) == key:
             return done
     nb = nbformat.read(path, as_version=4)
     if any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
         raise ValueError(f"{path.name} is committed with outputs; clear them (outputs are made by "
                          "running it)")
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    if "from multilevel" in source:
+    if _INTERNAL_IMPORT.search(source):
         raise ValueError(f"{path.name}: notebooks use the public API (import multilevel as ml)")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    backend = os.environ.pop("MPLBACKEND", None)  # the kernel inherits the environment
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
     nb.metadata[KEY] = key
     out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out)
+    partial = out.with_suffix(".partial")
+    nbformat.write(nb, partial)
+    os.replace(partial, out)  # never a half-written copy in the cache
     return nb
 
 
@@ -105,6 +122,10 @@ def public_names() -> dict[str, object]:
         else:
             names[f"multilevel.{name}"] = obj
     names |= {f"multilevel.report.{n}": getattr(report, n) for n in report.__all__}
+    # returned by a public function though not exported by name
+    from multilevel.frequentist.meta import MetaAnalysisFit
+
+    names["multilevel.frequentist.meta.MetaAnalysisFit"] = MetaAnalysisFit
     return names
 
 
@@ -134,7 +155,7 @@ def check_api_pages(docs_dir: Path) -> list[str]:
         module = dotted.rsplit(".", 1)[0]
         if dotted not in pages and module not in pages and dotted.replace(module, "multilevel") not in pages:
             problems.append(f"{dotted} is public but on no page of docs/api/ (add '::: {dotted}')")
-        if not inspect.getdoc(obj):
+        if (callable(obj) or inspect.ismodule(obj)) and not inspect.getdoc(obj):
             problems.append(f"{dotted} has no docstring")
         if inspect.isclass(obj) and obj.__module__.startswith("multilevel"):
             problems += [f"{dotted}.{attr} has no docstring" for attr in _undocumented_members(obj)]

@@ -73,22 +73,46 @@ def test_headline_numbers_are_the_tables(sleep_fit):
     mean, lower, upper, pct, n_groups, reml = _number(
         r"ICC ([\d.]+) \[([\d.]+), ([\d.]+)\]: (\d+)% of the variance in Reaction lies between the "
         r"(\d+) Subject groups \(averaged over the observed Days; REML ([\d.]+)\)", lines[0])
-    assert (mean, lower, upper, reml) == tuple(round(float(v), 2) for v in
+    assert (mean, lower, upper, reml) == tuple(round(float(v), 3) for v in
                                                (icc["mean"], icc["lower"], icc["upper"], icc["reml"]))
     assert pct == round(100 * icc["mean"]) and n_groups == 18
-    # the design effect, from the ICC by hand: 18 subjects of 10 rows
-    n, icc_shown, deff, eff_n = _number(
-        r"1 \+ \((\d+) - 1\) x ([\d.]+) = ([\d.]+) .*as much information as (\d+) independent", lines[1])
-    assert n == 10 and icc_shown == round(icc["mean"], 2)
-    assert deff == pytest.approx(1 + 9 * icc["mean"], abs=0.006)
-    # the posterior mean of N / deff per draw: by Jensen at least N / mean(deff), and close to it
-    assert 180 / deff - 0.5 <= eff_n < 1.15 * 180 / deff
+    assert not any(line.startswith("Design effect") for line in lines)  # a slope: not a mean's deff
     # shrinkage: 1 - the mean pooling factor, per term
     shrink = sleep_fit.shrinkage()
-    intercept, days = _number(r"intercepts shrink (\d+)%, Days slopes shrink (\d+)%", lines[2])
+    intercept, days = _number(r"intercepts shrink (\d+)%, Days slopes shrink (\d+)%", lines[1])
     by_term = 1 - shrink.groupby("term")["pooling_factor"].mean()
     assert intercept == round(100 * by_term["(Intercept)"]) and days == round(100 * by_term["Days"])
     assert lines[-1] == "Every sampler check passed." or "failed" in lines[-1]
+
+
+def test_design_effect_sentence_is_the_formula():
+    """One factor with a varying intercept alone: 1 + (n - 1) ICC from the ICC by hand."""
+    df = ml.datasets.load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ml.fit_hierarchical("Reaction ~ 1 + (1 | Subject)", df, draws=300, tune=300, chains=2,
+                                  seed=3, progressbar=False)
+    icc = fit.icc().set_index("type").loc["adjusted"]
+    line = next(s for s in headline(fit) if s.startswith("Design effect"))
+    n, icc_shown, deff, rows, eff_n = _number(
+        r"1 \+ \((\d+) - 1\) x ([\d.]+) = ([\d.]+) .*the (\d+) rows carry about as much "
+        r"information as (\d+) independent", line)
+    assert (n, rows) == (10, 180) and icc_shown == round(icc["mean"], 3)
+    assert deff == pytest.approx(1 + 9 * icc["mean"], abs=0.006)
+    assert deff == pytest.approx(1 + 9 * icc_shown, abs=0.01)  # the printed arithmetic adds up
+    # the posterior mean of N / deff per draw: by Jensen at least N / mean(deff), and close to it
+    assert 180 / deff - 0.5 <= eff_n < 1.15 * 180 / deff
+    assert "residual ICC" not in line  # no predictors
+
+
+def test_nested_factor_is_described_within_its_parent():
+    from multilevel.report.sentences import icc_sentences
+
+    icc = pd.DataFrame({"group": ["a", "a:b"], "type": ["adjusted"] * 2, "mean": [0.3, 0.1],
+                        "lower": [0.2, 0.05], "upper": [0.4, 0.2]})
+    lines = icc_sentences(icc, "y", {"a": 10, "a:b": 50}, None, latent=False)
+    assert lines[1] == ("ICC 0.100 [0.0500, 0.200]: 10% of the variance in y lies between the 50 "
+                        "a:b groups within a.")
 
 
 def test_summary_and_html_have_no_nan_and_integer_ess(sleep_fit):
@@ -104,7 +128,7 @@ def test_summary_and_html_have_no_nan_and_integer_ess(sleep_fit):
 
 
 def test_report_has_contents_linking_to_sections(sleep_fit, tmp_path):
-    page = ml.report.write_report(sleep_fit, tmp_path / "r.html").read_text()
+    page = ml.report.write_report(sleep_fit, tmp_path / "r.html").read_text(encoding="utf-8")
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)  # base64 may spell NaN
     links = re.findall(r"<a href='#([\w-]+)'>", page)
     assert {"headline", "fixed-effects", "variance-components", "icc", "shrinkage", "diagnostics",

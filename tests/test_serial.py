@@ -183,6 +183,20 @@ def test_gradient_matches_finite_differences(blackmore, formula, priors):
         np.testing.assert_allclose(fd, grad, rtol=1e-5, atol=1e-5)
 
 
+def test_phi_rounding_onto_its_bound_is_a_rejection_not_a_crash(blackmore):
+    """An optimizer step (found by the calibration of bench/sbc.py) sent logit(phi) to -64, where
+    phi = -1 in floating point and R(phi) is singular: the density is -inf, not a ZeroDivisionError."""
+    d = _design(AR1, blackmore)
+    problem = serial_problem(d, resolve_priors(d))
+    theta = np.r_[problem.start_point(), 0.0]
+    for z in (-64.0, 64.0, -800.0):
+        theta[-1] = z
+        lp, grad = problem.logp_grad(theta)
+        assert lp == -np.inf and np.all(grad == 0)
+    theta[-1] = 30.0  # phi = 1 - 2e-13: still inside, finite
+    assert np.isfinite(problem.logp_grad(theta)[0])
+
+
 @pytest.mark.parametrize("term, phi", [("ar1", -0.45), ("car1", 0.6)])
 def test_pymc_definition_equals_kernel(blackmore, term, phi):
     """The readable PyMC (PyTensor) likelihood equals the compiled kernel's."""

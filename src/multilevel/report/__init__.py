@@ -1,7 +1,7 @@
 """Text and HTML renderings of a fit: ``summary()``, Jupyter's display and the HTML report.
 
 * :mod:`multilevel.report.formatting`: numbers as a paper prints them;
-* :mod:`multilevel.report.headline`: one plain sentence per key statistic;
+* :mod:`multilevel.report.sentences`: one plain sentence per key statistic;
 * :mod:`multilevel.report.render`: the text summary, the HTML fragment and the self-contained
   HTML page with its figures.
 
@@ -13,7 +13,7 @@ Examples
 """
 
 from multilevel.report.formatting import DASH, display_table, p_value, rhat, sig3, whole
-from multilevel.report.headline import headline
+from multilevel.report.sentences import headline
 from multilevel.report.render import (
     data_summary,
     figures,

@@ -15,6 +15,8 @@ Examples
 --------
 >>> [sig3(v) for v in (251.4178, 10.4176, 7.0836, 0.09049, -0.4706, 1822.99, 0.0, 2.5e-6)]
 ['251', '10.4', '7.08', '0.0905', '-0.471', '1823', '0', '2.50e-06']
+>>> sig3(999999.6), sig3(np.float32("nan"))
+('1.00e+06', '–')
 >>> p_value(0.0004), p_value(0.01234), rhat(1.00234), whole(4550.2)
 ('< 0.001', '0.012', '1.002', '4550')
 """
@@ -22,7 +24,9 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["DASH", "display_table", "p_value", "rhat", "sig3", "whole"]
@@ -42,7 +46,12 @@ P_VALUES = frozenset({"p", "p_value", "p_boundary", "pvalue"})
 
 
 def _missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    try:
+        return bool(np.isnan(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def sig3(value) -> str:
@@ -54,7 +63,7 @@ def sig3(value) -> str:
         return "inf" if v > 0 else "-inf"
     if v == 0:
         return "0"
-    v = float(f"{v:.3g}") if abs(v) < 100 else v  # settle the rounding before picking decimals
+    v = float(f"{v:.3g}") if abs(v) < 100 else float(round(v))  # settle the rounding first
     a = abs(v)
     if a < 1e-3 or a >= 1e6:
         return f"{v:.2e}"
@@ -80,7 +89,7 @@ def p_value(value) -> str:
 
 
 def _cell(column: str, value) -> str:
-    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+    if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if _missing(value):
         return DASH
@@ -94,8 +103,8 @@ def _cell(column: str, value) -> str:
         return rhat(value)
     if column in P_VALUES:
         return p_value(value)
-    if isinstance(value, int) or type(value).__name__.startswith("int"):
-        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
     try:
         return sig3(float(value))
     except (TypeError, ValueError):

@@ -1,7 +1,7 @@
 """The text summary, the HTML fragment and the self-contained HTML report of a fit.
 
 :func:`write_report` writes ONE self-contained HTML file: a table of contents, the headline
-sentences (:mod:`multilevel.report.headline`), the spec, a data summary, every table with the
+sentences (:mod:`multilevel.report.sentences`), the spec, a data summary, every table with the
 frequentist column and each table's figures beside it (embedded as base64 PNG with alt text: no
 external file, no script, no network), the diagnostics with their remedies, and the package
 versions. :func:`text_summary` (``fit.summary()``) and :func:`html_summary` (Jupyter's display)
@@ -30,7 +30,7 @@ import pandas as pd
 from multilevel import naming
 from multilevel.design.newdata import predictor_columns
 from multilevel.report.formatting import DASH, display_table, rhat, sig3, whole
-from multilevel.report.headline import headline
+from multilevel.report.sentences import headline
 
 if TYPE_CHECKING:
     from multilevel.results.result import FitResult as HierarchicalFit
@@ -163,16 +163,23 @@ def _html_table(table: pd.DataFrame) -> str:
     return table.to_html(index=False, border=0, escape=True, classes="numbers")
 
 
-def _html_body(fit: HierarchicalFit, prob: float, figures_by_section=None) -> tuple[str, list]:
+def _html_body(fit: HierarchicalFit, prob: float, figures_by_section=None,
+               anchors: bool = False) -> tuple[str, list]:
+    """The fit as HTML; ``anchors`` gives each section its id (the report's table of contents;
+    not in Jupyter, where two fits on one page would repeat the ids)."""
     lines, sections = _tables(fit, prob)
     figures_by_section = figures_by_section or {}
+
+    def open_section(ident: str) -> str:
+        return f"<section id='{ident}'>" if anchors else "<section>"
+
     parts = [f"<p class='meta'>{html.escape(line)}</p>" for line in _header(fit, prob)]
-    parts.append("<section id='headline'><h3>In brief</h3><ul class='headline'>")
+    parts.append(open_section("headline") + "<h3>In brief</h3><ul class='headline'>")
     parts += [f"<li>{html.escape(line)}</li>" for line in lines]
     parts.append("</ul></section>")
     for section in sections:
         figs = figures_by_section.get(section.id, [])
-        parts.append(f"<section id='{section.id}'><h3>{html.escape(section.title)}</h3>")
+        parts.append(open_section(section.id) + f"<h3>{html.escape(section.title)}</h3>")
         parts.append("<div class='pair'><div class='tbl'>" + _html_table(section.table) + "</div>")
         if figs:
             parts.append("<div class='figs'>" + "".join(
@@ -181,7 +188,7 @@ def _html_body(fit: HierarchicalFit, prob: float, figures_by_section=None) -> tu
         parts.append("</div></section>")
     problems = _problems(fit)
     if problems:
-        parts.append("<section id='remedies'><h3>What to do about the failed checks</h3><ul>")
+        parts.append(open_section("remedies") + "<h3>What to do about the failed checks</h3><ul>")
         parts += [f"<li>{html.escape(p)}</li>" for p in problems]
         parts.append("</ul></section>")
     return "\n".join(parts), sections
@@ -276,13 +283,14 @@ def write_report(fit: HierarchicalFit, path: str | Path, prob: float = 0.95) -> 
     by_section: dict[str, list[tuple[str, str]]] = {}
     for section, fig_title, png in figures(fit):
         by_section.setdefault(section, []).append((fig_title, png))
-    body, sections = _html_body(fit, prob, by_section)
+    body, sections = _html_body(fit, prob, by_section, anchors=True)
     entries = [("headline", "In brief"), *((s.id, s.title.split(" (")[0]) for s in sections)]
     if _problems(fit):
         entries.append(("remedies", "What to do about the failed checks"))
     entries += [("spec", "Spec"), ("versions", "Package versions")]
     toc = "".join(f"<li><a href='#{i}'>{html.escape(t)}</a></li>" for i, t in entries)
     path.write_text(_PAGE.format(title=title, toc=toc, style=_STYLE, body=body,
-                                 spec=html.escape(fit.spec.to_toml()), versions=versions))
-    path.with_suffix(".txt").write_text(text_summary(fit, prob) + "\n")
+                                 spec=html.escape(fit.spec.to_toml()), versions=versions),
+                    encoding="utf-8")
+    path.with_suffix(".txt").write_text(text_summary(fit, prob) + "\n", encoding="utf-8")
     return path

@@ -182,6 +182,10 @@ def serial_logp_grad(theta, shift, s0z, s0x, cell_group, cell_lag_index, cell_dz
     z = theta[-1]
     lg = 1.0 / (1.0 + math.exp(-z))
     phi = phi_lo + (phi_hi - phi_lo) * lg
+    if lg <= 0.0 or lg >= 1.0 or abs(phi) >= 1.0:
+        # z so far out that phi rounds onto the edge of its range: R(phi) is singular there
+        # (an optimizer's or a divergent trajectory's step, never a typical draw)
+        return -np.inf, np.zeros(theta.shape[0])
     cells = (cell_group, cell_lag_index, cell_dz, cell_cz, lags, lag_count, lag_dx, lag_cx)
     ztz, ztx, zty, xtx, xty, yty, logdet_r = _draw_stats(phi, s0z, s0x, cells)
     g_a, g_c = np.zeros((n_groups, q, q)), np.zeros((n_groups, q))
