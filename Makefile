@@ -13,7 +13,7 @@ done; exit 1
 endef
 export FIND_PYTHON
 
-.PHONY: demo test test-fast bench lint clean venv docs docs-serve
+.PHONY: demo test test-fast bench calibrate lint clean venv docs docs-serve
 
 venv: $(STAMP)
 
@@ -42,6 +42,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Simulation-based calibration of every sampler path and the REML intervals' coverage (about an
+# hour on 2 cores): bench/CALIBRATION.md and bench/calibration_ranks.png.
+calibrate: $(STAMP)
+	$(PY) bench/calibrate.py
 
 # The documentation site: notebooks executed (cached in build/docs/ while unchanged), API reference
 # from the docstrings, warnings are errors. MULTILEVEL_NB_DRAWS=200 make docs builds it quickly.

@@ -4,10 +4,11 @@ the REML side's 95% intervals; writes ``bench/CALIBRATION.md`` and ``bench/calib
 Bayesian side (``bench/sbc.py``): for each kind, ``--sims`` replicates (default 200) with
 parameters drawn from the explicit priors the fit is given; the rank of each true parameter among
 100 evenly thinned posterior draws (2 chains x 500 draws after 500 tuning), its chi-square test
-of uniformity (10 bins), the mean normalised rank (0.5 when unbiased), and how often the central 50% and 90% posterior intervals hold the truth.
+of uniformity (10 bins), the mean normalised rank (0.5 when unbiased), and how often the central
+50% and 90% posterior intervals hold the truth.
 
-REML side (``bench/confint_coverage.py``): coverage of the profile and Wald 95% intervals of the
-fixed effects over simulated data with known truth, with many groups and with few.
+Frequentist side (``bench/confint_coverage.py``): coverage of the profile and Wald 95% intervals
+of the fixed effects over simulated data with known truth, with many groups and with few.
 
 Not part of ``make test`` (about an hour on 2 cores); ``tests/test_calibration.py`` runs a small
 version (about 20 replicates per kind, loose bounds) so that a broken sampler path fails CI.

@@ -1,8 +1,10 @@
 """The benchmark cases: model, data, sampler settings, and which tools fit them.
 
-Tools: ``ours`` (``multilevel.fit_hierarchical``, Bayesian only), ``freq`` (our REML/Laplace fit,
-:func:`multilevel.frequentist.fit_frequentist`), ``bambi_nutpie`` and ``bambi_pymc`` (bambi 0.21
-with ``inference_method='nutpie'`` and with PyMC's default NUTS).
+Tools: ``ours`` (``multilevel.fit_hierarchical`` as users call it, the frequentist fit beside the
+posterior), ``ours_bayes`` (the Bayesian part alone, ``frequentist=False``), ``freq`` (our
+REML/Laplace fit, :func:`multilevel.frequentist.fit_frequentist`), ``bambi_nutpie`` and
+``bambi_pymc`` (bambi 0.21 with ``inference_method='nutpie'`` and with PyMC's default NUTS), and
+the R peers ``rstanarm`` and ``brms`` (``rpeers.py``, when R and the packages are installed).
 
 ``--quick`` keeps the same models but with 2 chains x 200 draws (200 tune) and shrinks the
 simulated data (:attr:`Case.quick_rows`, :attr:`Case.quick_groups`), so the harness runs in
@@ -23,10 +25,11 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import simulate
 
-__all__ = ["ALL_TOOLS", "BAMBI_TOOLS", "CASES", "QUICK_CASES", "Case", "get_case"]
+__all__ = ["ALL_TOOLS", "BAMBI_TOOLS", "CASES", "QUICK_CASES", "R_TOOLS", "Case", "get_case"]
 
 BAMBI_TOOLS = ("bambi_nutpie", "bambi_pymc")
-ALL_TOOLS = ("ours", "freq", *BAMBI_TOOLS)
+R_TOOLS = ("rstanarm", "brms")
+ALL_TOOLS = ("ours", "ours_bayes", "freq", *BAMBI_TOOLS, *R_TOOLS)
 QUICK_SETTINGS = {"draws": 200, "tune": 200, "chains": 2}
 
 
@@ -67,13 +70,17 @@ CASES: dict[str, Case] = {
     for c in (
         Case("hsb82", "mAch ~ meanses + cses + sector + (1 + cses | school)", "gaussian", "hsb82", "school"),
         Case("sleepstudy", "Reaction ~ Days + (Days | Subject)", "gaussian", "sleepstudy", "Subject"),
+        Case("contraception", "use ~ urban + age + livch + (1 + urban | district)", "bernoulli",
+             "contraception", "district"),
         Case(
             "sim_gauss_200k", "y ~ x + (1 + x | g)", "gaussian", "sim_gauss_slope", "g",
             n_rows=200_000, n_groups=2_000, quick_rows=5_000, quick_groups=100,
+            tools=("ours", "ours_bayes", "freq", *BAMBI_TOOLS),
         ),
         Case(
             "sim_logit_50k", "y ~ x + (1 + x | g)", "bernoulli", "sim_logit_slope", "g",
             n_rows=50_000, n_groups=500, quick_rows=2_000, quick_groups=40,
+            tools=("ours", "ours_bayes", "freq", *BAMBI_TOOLS),
         ),
         Case(
             "sim_gauss_10m", "y ~ x + (1 | g)", "gaussian", "sim_gauss_intercept", "g",

@@ -10,7 +10,8 @@ edits made during a long run do not change what is measured).
 
 Usage::
 
-    python bench/run.py                      # every case, full settings (long)
+    python bench/run.py                      # every case and tool, seeds 7, 11, 2024 (long)
+    python bench/run.py --cases hsb82 --seeds 1,2,3,4,5
     python bench/run.py --quick              # hsb82 and sleepstudy, 2 x 200 draws
     python bench/run.py --cases hsb82,sim_logit_50k --bambi-timeout 600
     python bench/run.py --quick --cases sim_gauss_10m   # a shrunken simulated case
@@ -30,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import report
-from cases import BAMBI_TOOLS, CASES, QUICK_CASES, get_case
+import rpeers
+from cases import BAMBI_TOOLS, CASES, QUICK_CASES, R_TOOLS, get_case
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -46,7 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "bambi_pymc (default: each case's own list)")
     p.add_argument("--quick", action="store_true", help="2 x 200 draws, small cases only")
     p.add_argument("--bambi-draws", type=int, default=None, help="fewer draws for bambi only")
+    p.add_argument("--seeds", default="7,11,2024",
+                   help="comma-separated sampler seeds; every (case, tool) runs once per seed and "
+                        "the report gives medians and ranges (>= 3 seeds: one seed's ESS can be 3x "
+                        "another's)")
     p.add_argument("--bambi-timeout", type=float, default=900.0, help="seconds per bambi fit")
+    p.add_argument("--r-timeout", type=float, default=3600.0, help="seconds per rstanarm/brms fit")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per fit of ours/freq")
     p.add_argument("--mem-limit-gib", type=float, default=8.0, help="kill a fit above this RSS")
     p.add_argument("--profile", action="store_true", help="cProfile our fits into bench/out/")
@@ -59,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in args.case_list:
         get_case(name)  # fails early on a typo
     args.tool_list = args.tools.split(",") if args.tools else None
+    args.seed_list = [int(v) for v in args.seeds.split(",")]
     return args
 
 
@@ -111,19 +119,20 @@ def _watch(proc: subprocess.Popen, limit_s: float, limit_mib: float) -> str:
     return "ok" if proc.returncode == 0 else "error"
 
 
-def run_one(case_name: str, tool: str, args: argparse.Namespace) -> dict:
+def run_one(case_name: str, tool: str, args: argparse.Namespace, seed: int) -> dict:
     """Run one worker and return its measurements (or why there are none)."""
-    stem = f"{case_name}-{tool}{'-quick' if args.quick else ''}"
+    stem = f"{case_name}-{tool}-{seed}{'-quick' if args.quick else ''}"
     json_path, log_path = args.run_dir / f"{stem}.json", args.run_dir / f"{stem}.log"
     json_path.unlink(missing_ok=True)
     cmd = [sys.executable, str(HERE / "worker.py"), "--case", case_name, "--tool", tool,
-           "--json", str(json_path)]
+           "--seed", str(seed), "--json", str(json_path)]
     cmd += ["--quick"] * args.quick
     if args.bambi_draws:
         cmd += ["--bambi-draws", str(args.bambi_draws)]
     if args.profile and tool == "ours":
         cmd += ["--profile", str(args.run_dir / f"profile-{stem}.txt")]
-    limit = args.bambi_timeout if tool in BAMBI_TOOLS else args.timeout
+    limit = (args.bambi_timeout if tool in BAMBI_TOOLS else args.r_timeout if tool in R_TOOLS
+             else args.timeout)
     t0 = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -132,7 +141,7 @@ def run_one(case_name: str, tool: str, args: argparse.Namespace) -> dict:
     if status == "ok":
         return json.loads(json_path.read_text())
     case = get_case(case_name, quick=args.quick)
-    return {"case": case_name, "tool": tool, "status": status, "limit_s": limit,
+    return {"case": case_name, "tool": tool, "seed": seed, "status": status, "limit_s": limit,
             "elapsed_s": time.monotonic() - t0, "n_rows": case.n_rows, "n_groups": case.n_groups,
             "log": str(log_path.relative_to(ROOT))}
 
@@ -149,25 +158,44 @@ def warm_up(env: dict[str, str], run_dir: Path) -> float:
 def _progress(r: dict) -> str:
     wall = r.get("wall_s", r.get("elapsed_s", float("nan")))
     extra = f" ESS/s={r['ess_per_s']:.3g} div={r['divergences']}" if "ess_per_s" in r else ""
-    return f"  {r['case']:<16} {r['tool']:<13} {r['status']:<8} {wall:8.1f} s{extra}"
+    return f"  {r['case']:<16} {r['tool']:<13} {r.get('seed', ''):<6} {r['status']:<8} {wall:8.1f} s{extra}"
 
 
 def run_all(args: argparse.Namespace) -> list[dict]:
-    """Every requested (case, tool), one fresh process each, in order."""
+    """Every requested (case, tool, seed), one fresh process each; the seeds of one case and
+    tool run in a row, the tools of one case one after another (so they share the machine's
+    state as closely as a serial run allows). R tools without R are skipped with a note."""
     results = []
     for name in args.case_list:
         case = get_case(name, quick=args.quick)
         tools = [t for t in case.tools if args.tool_list is None or t in args.tool_list]
         for tool in tools:
-            results.append(run_one(name, tool, args))
-            print(_progress(results[-1]), flush=True)
+            if tool in R_TOOLS:
+                ok, why = rpeers.available(tool)
+                if not ok:
+                    args.skipped.append(f"{tool} skipped: {why}")
+                    continue
+            for seed in args.seed_list:
+                results.append(run_one(name, tool, args, seed))
+                print(_progress(results[-1]), flush=True)
     return results
 
 
 def notes(results: list[dict], args: argparse.Namespace, warmup_s: float) -> str:
     """Methods and caveats for RESULTS.md, with the numbers that belong to them."""
     lines = [
-        "- Each (case, tool) ran in its own fresh Python process, one at a time. *wall s* starts "
+        f"- Seeds {', '.join(map(str, args.seed_list))}: every (case, tool) ran once per seed. The "
+        "tables give the median over seeds and the min-max range; ratios are medians over ratios "
+        "of the same seed, and the targets judge those medians.",
+        "- *ours* is the default call as users make it (`fit_hierarchical(formula, df, seed=s, "
+        "draws=1000, tune=1000, chains=4)`: the REML/Laplace fit beside the posterior, exact group "
+        "effects, prior sensitivity, diagnostics); *ours_bayes* the same with `frequentist=False`.",
+        "- rstanarm / brms: 4 chains x 2000 iterations (1000 warm-up), `cores` = the machine's "
+        "cores, timed inside R around the fitting call (brms's compilation included); min bulk ESS "
+        "by `rstan::ess_bulk` over fixed effects, group-level sds or covariances, correlations and "
+        "sigma.",
+        *[f"- {line}" for line in args.skipped],
+        "- Each (case, tool, seed) ran in its own fresh Python process, one at a time. *wall s* starts "
         "after imports and data loading and ends when the fit returns: model build, compilation "
         "(for ours: loading the numba log-density cached on disk), warm-up, sampling and "
         "post-processing (ours: exact draws of the group effects).",
@@ -210,11 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     load_start = str(os.getloadavg())
     source = source_state()
     args.env = snapshot_env(not args.no_snapshot, args.run_dir)
+    args.skipped = []
     warmup_s = warm_up(args.env, args.run_dir)
     results = run_all(args)
     meta = {"started": started, "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "load average at start": load_start, "mode": "quick" if args.quick else "full",
-            "cases": ", ".join(args.case_list), "source measured": source + (
+            "cases": ", ".join(args.case_list), "seeds": args.seeds,
+            "source measured": source + (
                 "" if args.no_snapshot else " (a copy taken at the start of the run)"),
             "command": " ".join(["python bench/run.py", *(argv or sys.argv[1:])])}
     (args.run_dir / "results.json").write_text(json.dumps(results, indent=1))

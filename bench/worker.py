@@ -6,9 +6,13 @@ and the data are in memory and stops when the fit object is returned: model buil
 compilation (or loading the cached compiled log-density), sampling and post-processing are
 all inside it, as a user waits for them.
 
+Tools: ``ours`` is the default call as users make it (the REML/Laplace fit beside the
+posterior), ``ours_bayes`` the Bayesian part alone (``frequentist=False``), ``freq`` the
+frequentist fit alone, ``bambi_*`` bambi, ``rstanarm`` / ``brms`` the R peers (``rpeers.py``).
+
 Usage::
 
-    python bench/worker.py --case hsb82 --tool ours --json out.json [--quick] [--profile P]
+    python bench/worker.py --case hsb82 --tool ours --seed 7 --json out.json [--quick] [--profile P]
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import resource
 import sys
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import metrics
+import pandas as pd
 from cases import get_case
 
 T_START = time.perf_counter()
@@ -32,12 +38,12 @@ def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
-def _fit_ours(case, df, draws: int):
+def _fit_ours(case, df, draws: int, frequentist: bool = True):
     import multilevel
 
     fit = multilevel.fit_hierarchical(
         case.formula, df, family=case.family, draws=draws, tune=case.tune, chains=case.chains,
-        seed=case.seed, frequentist=False, progressbar=False,
+        seed=case.seed, frequentist=frequentist, progressbar=False,
     )
     return fit.idata, {"parameterization": fit.parameterization}
 
@@ -71,8 +77,8 @@ def _import(tool: str) -> None:
 def run_fit(case, tool: str, df, draws: int):
     """Fit and time; returns (idata or None, extra info, wall seconds)."""
     t0 = time.perf_counter()
-    if tool == "ours":
-        idata, info = _fit_ours(case, df, draws)
+    if tool in ("ours", "ours_bayes"):
+        idata, info = _fit_ours(case, df, draws, frequentist=tool == "ours")
     elif tool == "freq":
         idata, info = _fit_freq(case, df, draws)
     else:
@@ -84,7 +90,7 @@ def efficiency(idata, tool: str, wall: float) -> dict[str, Any]:
     """Min bulk ESS over the hyperparameters, ESS per second of wall time, divergences."""
     if idata is None:
         return {}
-    cols = metrics.ours_hyper(idata) if tool == "ours" else metrics.bambi_hyper(idata)
+    cols = metrics.ours_hyper(idata) if tool.startswith("ours") else metrics.bambi_hyper(idata)
     ess, worst, every = metrics.min_bulk_ess(cols)
     return {
         "min_ess": ess, "min_ess_param": worst, "ess_per_s": ess / wall,
@@ -92,10 +98,31 @@ def efficiency(idata, tool: str, wall: float) -> dict[str, Any]:
     }
 
 
-def measure(case_name: str, tool: str, quick: bool, bambi_draws: int | None) -> dict[str, Any]:
+def measure_r(case, tool: str, seed: int) -> dict[str, Any]:
+    """An R peer's fit of the case (``rpeers.py``); R measures its own wall time."""
+    import rpeers
+
+    df = case.load()
+    response = case.formula.split("~")[0].strip()
+    if case.family == "bernoulli" and not pd.api.types.is_numeric_dtype(df[response]):
+        levels = (list(df[response].cat.categories) if isinstance(df[response].dtype, pd.CategoricalDtype)
+                  else sorted(df[response].unique()))
+        df = df.assign(**{response: (df[response] == levels[1]).astype(int)})  # R: 2nd level = 1
+    r = rpeers.fit_r(tool, case.formula, case.family, df, [case.group], seed)
+    return {"case": case.name, "tool": tool, "status": "ok", "seed": seed, "n_rows": len(df),
+            "n_groups": int(df[case.group].nunique()), "draws": 1000, "tune": 1000, "chains": 4,
+            "ess_per_s": r["min_ess"] / r["wall_s"], **r}
+
+
+def measure(case_name: str, tool: str, quick: bool, bambi_draws: int | None,
+            seed: int | None = None) -> dict[str, Any]:
     """Load the data, fit, and collect every number the report needs."""
     warnings.filterwarnings("ignore")
     case = get_case(case_name, quick=quick)
+    if seed is not None:
+        case = replace(case, seed=seed)
+    if tool in ("rstanarm", "brms"):
+        return measure_r(case, tool, case.seed)
     draws = bambi_draws if (bambi_draws and tool.startswith("bambi")) else case.draws
     _import(tool)
     import_s, rss_import = time.perf_counter() - T_START, _rss_mib()
@@ -105,7 +132,8 @@ def measure(case_name: str, tool: str, quick: bool, bambi_draws: int | None) -> 
     idata, info, wall = run_fit(case, tool, df, draws)
     groups = df[case.group].nunique()
     return {
-        "case": case.name, "tool": tool, "status": "ok", "n_rows": len(df), "n_groups": int(groups),
+        "case": case.name, "tool": tool, "status": "ok", "seed": case.seed, "n_rows": len(df),
+        "n_groups": int(groups),
         "draws": draws, "tune": case.tune, "chains": case.chains, "wall_s": wall,
         "import_s": import_s, "data_s": data_s, "rss_after_import_mib": rss_import,
         "rss_after_data_mib": rss_data, "peak_rss_mib": _rss_mib(),
@@ -123,9 +151,10 @@ def main() -> None:
     parser.add_argument("--json", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--bambi-draws", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="the sampler seed (default: the case's)")
     parser.add_argument("--profile", default=None, help="write cProfile statistics here")
     args = parser.parse_args()
-    call = (args.case, args.tool, args.quick, args.bambi_draws)
+    call = (args.case, args.tool, args.quick, args.bambi_draws, args.seed)
     if args.profile:
         import cProfile
         import pstats

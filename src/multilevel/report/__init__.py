@@ -13,7 +13,6 @@ Examples
 """
 
 from multilevel.report.formatting import DASH, display_table, p_value, rhat, sig3, whole
-from multilevel.report.sentences import headline
 from multilevel.report.render import (
     data_summary,
     figures,
@@ -23,6 +22,7 @@ from multilevel.report.render import (
     text_summary,
     write_report,
 )
+from multilevel.report.sentences import headline
 
 __all__ = ["DASH", "data_summary", "display_table", "figures", "format_table", "frequentist_notes",
            "headline", "html_summary", "p_value", "rhat", "sig3", "text_summary", "whole",
