@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         "replicates with divergences |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r.kind} | `{r.parameter}` | {r.sims} | {r.chi2_p:.3f} | {r.mean_rank:.3f} | "
+    lines += [f"| {r.kind} | `{r.parameter.replace('|', chr(92) + '|')}` | {r.sims} | {r.chi2_p:.3f} | {r.mean_rank:.3f} | "
               f"{r.cover50:.3f} | {r.cover90:.3f} | {r.sims_with_divergences} |"
               for r in table.itertuples()]
     lines += ["", "Seconds per kind: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), "",

@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "another's)")
     p.add_argument("--bambi-timeout", type=float, default=900.0, help="seconds per bambi fit")
     p.add_argument("--r-timeout", type=float, default=3600.0, help="seconds per rstanarm/brms fit")
+    p.add_argument("--r-cases", default=None,
+                   help="comma-separated cases the R tools run on (default: all; rstanarm takes "
+                        "about 12 minutes per Hsb82 fit here)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per fit of ours/freq")
     p.add_argument("--mem-limit-gib", type=float, default=8.0, help="kill a fit above this RSS")
     p.add_argument("--profile", action="store_true", help="cProfile our fits into bench/out/")
@@ -170,6 +173,9 @@ def run_all(args: argparse.Namespace) -> list[dict]:
         case = get_case(name, quick=args.quick)
         tools = [t for t in case.tools if args.tool_list is None or t in args.tool_list]
         for tool in tools:
+            if tool in R_TOOLS and args.r_cases and name not in args.r_cases.split(","):
+                args.skipped.append(f"{tool} not run on {name} in this run (--r-cases)")
+                continue
             if tool in R_TOOLS:
                 ok, why = rpeers.available(tool)
                 if not ok:
