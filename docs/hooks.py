@@ -99,8 +99,11 @@ def execute_notebook(path: Path, src: str | None = None, *, force: bool = False)
 
 @event_priority(100)  # before mkdocs-jupyter turns .ipynb files into pages
 def on_files(files, config):
-    """Add the executed notebooks as ``notebooks/<name>.ipynb`` pages."""
+    """Add the executed notebooks as ``notebooks/<name>.ipynb`` pages, and bench/'s figures
+    beside the results pages that include bench/*.md."""
 
+    for figure in sorted((ROOT / "bench").glob("*.png")):  # figures of the included bench/*.md
+        files.append(File.generated(config, f"results/{figure.name}", abs_src_path=str(figure)))
     src = source_hash()
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         execute_notebook(path, src)
