@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         "replicates with divergences |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r.kind} | `{r.parameter.replace('|', chr(92) + '|')}` | {r.sims} | {r.chi2_p:.3f} | {r.mean_rank:.3f} | "
-              f"{r.cover50:.3f} | {r.cover90:.3f} | {r.sims_with_divergences} |"
+    escaped = {p: p.replace("|", "\\|") for p in table["parameter"]}  # a pipe splits a cell
+    lines += [f"| {r.kind} | `{escaped[r.parameter]}` | {r.sims} | {r.chi2_p:.3f} | "
+              f"{r.mean_rank:.3f} | {r.cover50:.3f} | {r.cover90:.3f} | {r.sims_with_divergences} |"
               for r in table.itertuples()]
     lines += ["", "Seconds per kind: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), "",
               f"![SBC rank histograms]({figure.name})", "",
