@@ -55,7 +55,7 @@ class Kind:
     parameterization: str
 
 
-def _groups(n_groups: int, size: int, name: str = "g") -> np.ndarray:
+def _groups(n_groups: int, size: int) -> np.ndarray:
     return np.repeat(np.arange(n_groups), size)
 
 

@@ -12,7 +12,7 @@ Examples
 '0.743'
 """
 
-from multilevel.report.formatting import DASH, display_table, p_value, rhat, sig3, whole
+from multilevel.report.formatting import DASH, display_table, format_value, p_value, rhat, sig3, whole
 from multilevel.report.render import (
     data_summary,
     figures,
@@ -24,6 +24,6 @@ from multilevel.report.render import (
 )
 from multilevel.report.sentences import headline
 
-__all__ = ["DASH", "data_summary", "display_table", "figures", "format_table", "frequentist_notes",
-           "headline", "html_summary", "p_value", "rhat", "sig3", "text_summary", "whole",
+__all__ = ["DASH", "data_summary", "display_table", "figures", "format_value", "format_table",
+           "frequentist_notes", "headline", "html_summary", "p_value", "rhat", "sig3", "text_summary", "whole",
            "write_report"]

@@ -29,14 +29,14 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["DASH", "display_table", "p_value", "rhat", "sig3", "whole"]
+__all__ = ["DASH", "display_table", "format_value", "p_value", "rhat", "sig3", "whole"]
 
 #: What a missing or inapplicable number is shown as.
 DASH = "–"
 
 #: Columns shown as whole numbers (effective sample sizes and counts).
 WHOLE = frozenset({"ess_bulk", "ess_tail", "ess", "n", "groups", "rows", "min_size", "max_size",
-                   "n_groups", "n_params", "df", "n_bad_k", "divergences", "n_obs"})
+                   "n_groups", "n_params", "df", "n_bad_k", "divergences", "max_treedepth", "n_obs"})
 #: Group sizes: whole numbers when they are (a median size may end in .5).
 SIZES = frozenset({"median_size", "n_mean", "n_weighted"})
 #: Columns shown with 3 decimals.
@@ -88,7 +88,8 @@ def p_value(value) -> str:
     return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
 
 
-def _cell(column: str, value) -> str:
+def format_value(column: str, value) -> str:
+    """``value`` in the display form of the column (or diagnostic check) called ``column``."""
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if _missing(value):
@@ -123,5 +124,5 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """
     out = table.copy()
     for column in out.columns:
-        out[column] = [_cell(str(column), v) for v in table[column].tolist()]
+        out[column] = [format_value(str(column), v) for v in table[column].tolist()]
     return out

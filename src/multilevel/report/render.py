@@ -29,7 +29,7 @@ import pandas as pd
 
 from multilevel import naming
 from multilevel.design.newdata import predictor_columns
-from multilevel.report.formatting import DASH, display_table, rhat, sig3, whole
+from multilevel.report.formatting import DASH, display_table, format_value
 from multilevel.report.sentences import headline
 
 if TYPE_CHECKING:
@@ -86,10 +86,6 @@ class Section:
     table: pd.DataFrame
 
 
-_DIAGNOSTIC_FORMS = {"r_hat": rhat, "ess_bulk": whole, "ess_tail": whole, "divergences": whole,
-                     "max_treedepth": whole}
-
-
 def diagnostics_display(table: pd.DataFrame) -> pd.DataFrame:
     """The diagnostics table as text: each value in its own form; the parameterization row shows
     the parameterization as its value."""
@@ -98,7 +94,7 @@ def diagnostics_display(table: pd.DataFrame) -> pd.DataFrame:
         if r.check == "parameterization":
             value, threshold = str(r.threshold), DASH
         else:
-            value, threshold = _DIAGNOSTIC_FORMS.get(r.check, sig3)(r.value), str(r.threshold)
+            value, threshold = format_value(r.check, r.value), str(r.threshold)
         rows.append({"check": r.check, "value": value, "threshold": threshold,
                      "ok": "yes" if r.ok else "no"})
     return pd.DataFrame(rows, columns=["check", "value", "threshold", "ok"])
