@@ -25,5 +25,5 @@ from multilevel.report.render import (
 from multilevel.report.sentences import headline
 
 __all__ = ["DASH", "data_summary", "display_table", "figures", "format_value", "format_table",
-           "frequentist_notes", "headline", "html_summary", "p_value", "rhat", "sig3", "text_summary", "whole",
-           "write_report"]
+           "frequentist_notes", "headline", "html_summary", "p_value", "rhat", "sig3", "text_summary",
+           "whole", "write_report"]
