@@ -172,3 +172,26 @@ def test_nested_c_callback_matches_the_kernel():
     problem = marginal_problem(design, resolve_priors(design))
     assert problem.kernel == "nested"
     _assert_callback_matches_kernel(problem)
+
+
+def test_fit_model_is_built_at_first_access_and_kept():
+    """After a compiled-kernel fit, ``fit.model`` is built when first read, once, and holds the
+    variables the posterior reports; a fit sampled by PyMC keeps the very model it sampled."""
+    data = ml.datasets.load("sleepstudy")
+    kw = dict(draws=30, tune=30, chains=1, seed=3, progressbar=False, frequentist=False)
+    fit = ml.fit_hierarchical("Reaction ~ Days + (Days | Subject)", data, **kw)
+    assert "model" not in fit.__dict__  # not built by the fit itself
+    model = fit.model
+    assert fit.model is model
+    free = {rv.name for rv in model.free_RVs}
+    assert {"b", "sigma", "sd_Subject"} <= free
+    assert set(fit.posterior.data_vars) >= {"b", "sigma", "sd_Subject"}
+    # the lazily built model has the same log-density as a model built from the fit's design
+    point = model.initial_point()
+    direct = build_model(fit.design, parameterization="marginal", priors=fit.resolved_priors,
+                         stats=fit.stats)
+    assert float(model.compile_logp()(point)) == pytest.approx(float(direct.compile_logp()(point)))
+    pymc_fit = ml.fit_hierarchical("Reaction ~ Days + (1 | Subject)", data, sampler="pymc", **kw)
+    sampled = pymc_fit.model
+    assert sampled is pymc_fit.model
+    assert {rv.name for rv in sampled.free_RVs} <= set(pymc_fit.posterior.data_vars)

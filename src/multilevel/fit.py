@@ -235,7 +235,7 @@ def fit_hierarchical(
     sampled.idata.attrs["multilevel_versions"] = str(package_versions())
     freq = fit_design(design, method) if frequentist else None
     notes = design.notes + ((note,) if note else ()) + sampled.notes
-    fit = HierarchicalFit(spec, design, sampled.model, sampled.idata, priors, param, freq, notes,
+    fit = HierarchicalFit(spec, design, sampled.model_factory, sampled.idata, priors, param, freq, notes,
                           stats)
     _warn_on_checks(fit)
     return fit

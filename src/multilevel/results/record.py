@@ -1,7 +1,7 @@
 """The plain record of a fit: what it is, as data.
 
-:class:`FitRecord` holds the spec, design, PyMC model, posterior, priors, parameterization,
-frequentist fit, notes and marginal statistics. Modules that need a fit's type import this
+:class:`FitRecord` holds the spec, design, PyMC model (built at first access), posterior, priors,
+parameterization, frequentist fit, notes and marginal statistics. Modules that need a fit's type import this
 record (or :class:`multilevel.results.result.FitResult`, the record with its tables), never the
 facade :class:`multilevel.fit.HierarchicalFit`.
 
@@ -16,7 +16,9 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pymc as pm
@@ -35,17 +37,26 @@ class FitRecord:
 
     ``stats`` are the design's marginal statistics
     (:func:`multilevel.design.statistics.marginal_statistics`) for a marginal fit, computed
-    once by the fit and reused by every later stage; None otherwise."""
+    once by the fit and reused by every later stage; None otherwise. ``model_factory`` returns
+    the PyMC model (:attr:`model`); None on a loaded fit."""
 
     spec: ModelSpec
     design: Design
-    model: pm.Model | None
+    model_factory: Callable[[], pm.Model] | None
     idata: Any
     resolved_priors: ResolvedPriors
     parameterization: str
     frequentist: Any = None
     notes: tuple[str, ...] = ()
     stats: SufficientStats | NestedStats | None = None
+
+    @cached_property
+    def model(self) -> pm.Model | None:
+        """The readable PyMC model of the fit (None on a loaded fit). After a compiled-kernel fit
+        it is built here, at first access: the kernels sample the same density (the tests check
+        both give the same log-density), so a fit that never looks at the graph does not pay for
+        building it."""
+        return None if self.model_factory is None else self.model_factory()
 
     @property
     def posterior(self):

@@ -31,7 +31,7 @@ FAMILY_PARAMS = {name: DISTRIBUTIONS[name][0] for name in FAMILY_CODES}
 _LOG_PI = math.log(math.pi)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def student(nu, mu, sigma, x):
     z = (x - mu) / sigma
     lp = (math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
@@ -39,7 +39,7 @@ def student(nu, mu, sigma, x):
     return lp, -(nu + 1) * z / (sigma * (nu + z * z))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def prior_logp_grad(family, par, x):
     """Log-density and its derivative of one prior at ``x`` (see :data:`FAMILY_CODES`)."""
     if family == 0:
@@ -70,7 +70,7 @@ def prior_logp_grad(family, par, x):
     return a * math.log(b) - math.lgamma(a) - (a + 1) * math.log(x) - b / x, -(a + 1) / x + b / (x * x)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def chol_inplace(m, q):
     """Lower Cholesky factor of the small SPD matrix ``m`` (overwritten); False when a pivot is
     not positive (``m`` is then not positive definite and its factor holds NaN)."""
@@ -91,7 +91,7 @@ def chol_inplace(m, q):
     return ok
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def penalized_cross(ztz_j, lam, ap, out, q):
     """``out = I + Lambda' A_j Lambda`` (``ap``: a q x q work array for ``A_j Lambda``)."""
     for a in range(q):
@@ -108,7 +108,7 @@ def penalized_cross(ztz_j, lam, ap, out, q):
             out[a, b] = acc
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def chol_inverse(c, q, out, inv_c):
     """``(C C')^{-1}`` from the lower factor ``c`` (``inv_c``: a q x q work array)."""
     inv_c[:, :] = 0.0
@@ -127,7 +127,7 @@ def chol_inverse(c, q, out, inv_c):
             out[i, j] = s
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def matvec(mat, vec, out, transpose):
     """``out = mat @ vec`` (or ``mat.T @ vec``) for a small square matrix, no allocation."""
     q = out.shape[0]
@@ -138,7 +138,7 @@ def matvec(mat, vec, out, transpose):
         out[a] = acc
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def cross_residual(j, beta, zty, ztx, out):
     """``out = Z_j'y_j - Z_j'X_j beta`` (``Z_j' r_j``) for group ``j``."""
     q, p = ztx.shape[1], ztx.shape[2]
@@ -149,7 +149,7 @@ def cross_residual(j, beta, zty, ztx, out):
         out[a] = acc
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def corr_chol(x, q, correlated):
     """Correlation Cholesky factor from ``x``, and ``sum_i log(1 + |x_i|^2)``."""
     chol = np.eye(q)
@@ -219,7 +219,7 @@ def scale_corr_terms(theta, ks, kx, q, s, chol, logsum, g_lam, correlated, eta, 
     return lp
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def solve_lower(chol, rhs, out, q):
     for a in range(q):
         acc = rhs[a]
@@ -228,7 +228,7 @@ def solve_lower(chol, rhs, out, q):
         out[a] = acc / chol[a, a]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def solve_upper_t(chol, rhs, out, q):
     """Solve ``chol' out = rhs`` (``chol`` lower triangular)."""
     for a in range(q - 1, -1, -1):

@@ -37,6 +37,8 @@ from multilevel.engine.kernels.common import corr_chol, prior_logp_grad
 
 __all__ = ["factor_layout", "nc_logp_grad"]
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
 
 def factor_layout(q: np.ndarray, levels: np.ndarray, correlated: np.ndarray, p: int) -> np.ndarray:
     """``(K, 3)`` start offsets of each factor's ``log s``, ``x`` and ``zeta`` in ``theta``."""
@@ -76,12 +78,23 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
             lp += -0.5 * (qk - 1 + 2 * eta_lkj[k]) * logsum
         for m in range(levels[k] * qk):
             zv = theta[z0 + m]
-            lp -= 0.5 * zv * zv + 0.5 * math.log(2 * math.pi)
+            lp -= 0.5 * zv * zv + _HALF_LOG_2PI
             grad[z0 + m] = -zv
     sigma = math.exp(theta[-1]) if family == 0 else 1.0
     g_sigma = 0.0
     g_beta = np.zeros(p)
     g_u = np.zeros(theta.shape[0])  # dl/du stored at the zeta positions
+    u = np.empty(theta.shape[0])  # u_kj = Lambda_k zeta_kj, stored at the zeta positions
+    for k in range(n_factors):
+        qk = q[k]
+        for j in range(levels[k]):
+            base = layout[k, 2] + j * qk
+            for a in range(qk):
+                u_a = 0.0
+                for b in range(a + 1):
+                    u_a += lams[k, a, b] * theta[base + b]
+                u[base + a] = u_a
+    bernoulli = family == 1
     for i in range(n):
         eta = 0.0
         for c in range(p):
@@ -89,29 +102,28 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
         for k in range(n_factors):
             qk = q[k]
             base = layout[k, 2] + idx[i, k] * qk
+            zs = z_start[k]
             for a in range(qk):
-                u_a = 0.0
-                for b in range(a + 1):
-                    u_a += lams[k, a, b] * theta[base + b]
-                eta += Z[i, z_start[k] + a] * u_a
-        if family != 1:
+                eta += Z[i, zs + a] * u[base + a]
+        if bernoulli:
+            ex = math.exp(-abs(eta))  # log(1 + e^eta) and expit(eta), overflow-free
+            inv = 1.0 / (1.0 + ex)
+            lp += y[i] * eta - trials[i] * (math.log1p(ex) + max(eta, 0.0))
+            r = y[i] - trials[i] * (inv if eta > 0 else ex * inv)
+        else:
             sd_i = sigma if family == 0 else trials[i]
             resid = y[i] - eta
-            lp += -0.5 * (resid / sd_i) ** 2 - math.log(sd_i) - 0.5 * math.log(2 * math.pi)
+            lp += -0.5 * (resid / sd_i) ** 2 - math.log(sd_i) - _HALF_LOG_2PI
             r = resid / (sd_i * sd_i)
             g_sigma += resid * resid / sd_i**3 - 1.0 / sd_i
-        else:
-            ex = math.exp(-abs(eta))  # log(1 + e^eta) and expit(eta), overflow-free
-            log1pe = math.log1p(ex) + max(eta, 0.0)
-            prob = 1.0 / (1.0 + ex) if eta > 0 else ex / (1.0 + ex)
-            lp += y[i] * eta - trials[i] * log1pe
-            r = y[i] - trials[i] * prob
         for c in range(p):
             g_beta[c] += X[i, c] * r
         for k in range(n_factors):
-            base = layout[k, 2] + idx[i, k] * q[k]
-            for a in range(q[k]):
-                g_u[base + a] += Z[i, z_start[k] + a] * r
+            qk = q[k]
+            base = layout[k, 2] + idx[i, k] * qk
+            zs = z_start[k]
+            for a in range(qk):
+                g_u[base + a] += Z[i, zs + a] * r
     for c in range(p):
         plp, pg = prior_logp_grad(b_fam[c], b_par[c], beta[c])
         lp += plp
