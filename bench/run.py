@@ -140,6 +140,8 @@ def run_one(case_name: str, tool: str, args: argparse.Namespace, seed: int) -> d
         cmd += ["--profile", str(args.run_dir / f"profile-{stem}.txt")]
     limit = (args.bambi_timeout if tool in BAMBI_TOOLS else args.r_timeout if tool in R_TOOLS
              else args.timeout)
+    if args.second_fit and tool not in R_TOOLS:  # two fits in the worker
+        limit *= 2
     t0 = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

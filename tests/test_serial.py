@@ -99,6 +99,19 @@ def test_noncentered_request_is_refused(blackmore):
         ml.fit_hierarchical(AR1, blackmore, parameterization="noncentered", progressbar=False)
 
 
+@pytest.mark.parametrize("parameterization", ["noncentered", "centered"])
+def test_sampling_stage_refuses_serial_design_outside_marginal(blackmore, parameterization):
+    """The sampling stage itself refuses, before any sampling: the compiled non-centered kernel
+    has no AR(1) term, and the PyMC model is built only when PyMC samples it."""
+    from multilevel.engine import sample_posterior
+
+    design = build_design(ml.ModelSpec.from_formula(AR1), blackmore)
+    settings = ml.SamplerSettings(draws=10, tune=10, chains=1, seed=1)
+    with pytest.raises(SpecError, match="parameterization='marginal'"):
+        sample_posterior(design, resolve_priors(design), settings, parameterization,
+                         progressbar=False)
+
+
 # ---------------------------------------------------------------- design: nlme's lags
 
 

@@ -8,7 +8,13 @@ Examples
 'log_radon ~ 1 + floor + (1 | county)'
 """
 
-from multilevel import course, datasets, plots
+# compiled_cache first: it stamps numba's disk cache before any compiled function is defined
+from multilevel import (
+    compiled_cache,  # noqa: F401
+    course,
+    datasets,
+    plots,
+)
 from multilevel.course import compare_models
 from multilevel.errors import DataError, SpecError
 from multilevel.fit import HierarchicalFit, fit_hierarchical, load_fit

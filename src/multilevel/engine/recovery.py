@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "SUMMARY_PROBS",
     "effect_draws",
     "lambda_draws",
+    "over_draws",
     "recover_group_effects",
 ]
 
@@ -72,12 +74,17 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
     sigma = post[naming.SIGMA].transpose("chain", "draw").to_numpy().ravel()
     lam = lambda_draws(post, g)
     eps = np.random.default_rng(seed).standard_normal((n_chain * n_draw, g.n_levels, g.n_terms))
+    b = np.ascontiguousarray(b)
     if isinstance(stats, SerialStats):  # the statistics depend on each draw's phi
         phi = post[naming.PHI].transpose("chain", "draw").to_numpy().ravel()
-        u = serial_recover_draws(np.ascontiguousarray(b), lam, sigma, phi, *stats.kernel_args(),
-                                 eps)
+
+        def run(s: slice) -> np.ndarray:
+            return serial_recover_draws(b[s], lam[s], sigma[s], phi[s], *stats.kernel_args(),
+                                        eps[s])
     else:
-        u = recover_draws(np.ascontiguousarray(b), lam, sigma, stats.ztz, stats.ztx, stats.zty, eps)
+        def run(s: slice) -> np.ndarray:
+            return recover_draws(b[s], lam[s], sigma[s], stats.ztz, stats.ztx, stats.zty, eps[s])
+    u = over_draws(run, len(sigma))
     u = u.reshape(n_chain, n_draw, g.n_levels, g.n_terms)
     dims = ("chain", "draw", naming.level_dim(g.factor), naming.term_dim(g.factor))
     coords = {
@@ -87,6 +94,23 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
     effect = xr.DataArray(u, dims=dims, coords=coords)
     idata["posterior"] = xr.DataTree(post.assign({naming.effect_name(g.factor): effect}))
     return idata, None
+
+
+def over_draws(run: Callable[[slice], np.ndarray], n: int) -> np.ndarray:
+    """``run`` over ``n`` draws in one contiguous slice per core, in threads (the compiled
+    kernels release the GIL), the results concatenated along the first axis: the same numbers
+    as ``run(slice(0, n))``.
+
+    Examples
+    --------
+    >>> over_draws(lambda s: np.arange(10)[s] * 2, 10).tolist()
+    [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+    """
+    workers = max(1, min(n, os.cpu_count() or 1))
+    edges = np.linspace(0, n, workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.concatenate(list(pool.map(run, [slice(a, b) for a, b in
+                                                  zip(edges[:-1], edges[1:], strict=True)])))
 
 
 def lambda_draws(posterior: xr.Dataset, group: GroupDesign) -> np.ndarray:

@@ -43,7 +43,7 @@ from multilevel.engine.nutpie import run_nutpie
 from multilevel.engine.pymc import sample_model
 from multilevel.engine.recovery import recover_group_effects
 from multilevel.engine.serial import serial_mode_note, serial_problem
-from multilevel.model import ResolvedPriors, build_model
+from multilevel.model import ResolvedPriors, build_model, check_parameterization
 from multilevel.spec.terms import SamplerSettings
 
 __all__ = ["Sampled", "sample_posterior"]
@@ -57,6 +57,11 @@ class Sampled:
     idata: Any
     model_factory: Callable[[], pm.Model]
     notes: tuple[str, ...] = ()
+
+    @property
+    def model(self) -> pm.Model:
+        """The PyMC model (built by :attr:`model_factory` on each read after a compiled fit)."""
+        return self.model_factory()
 
 
 def _returns(model: pm.Model) -> pm.Model:
@@ -78,6 +83,7 @@ def sample_posterior(
     marginal statistics, computed here when needed and not given."""
     if parameterization == "marginal" and stats is None:
         stats = marginal_statistics(design)
+    check_parameterization(design, parameterization)  # the model itself may be built later
     build = functools.partial(build_model, collapse_binomial(design),
                               parameterization=parameterization, priors=priors, stats=stats)
     nutpie = settings.sampler == "nutpie"

@@ -11,7 +11,8 @@ Examples
 True
 """
 
-from multilevel.model.build import build_model
+from multilevel.model.build import build_model, check_parameterization
 from multilevel.model.priors import ResolvedPriors, resolve_priors, valid_targets
 
-__all__ = ["ResolvedPriors", "build_model", "resolve_priors", "valid_targets"]
+__all__ = ["ResolvedPriors", "build_model", "check_parameterization", "resolve_priors",
+           "valid_targets"]

@@ -33,7 +33,44 @@ from multilevel.model.components import (
 from multilevel.model.marginal import build_marginal_model
 from multilevel.model.priors import ResolvedPriors, resolve_priors
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "check_parameterization"]
+
+
+def check_parameterization(design: Design, parameterization: str) -> None:
+    """Raise :class:`~multilevel.errors.SpecError` unless ``design`` can be modelled in
+    ``parameterization``: AR(1)/CAR(1) residuals and designs built from summary statistics
+    exist in the marginal model only.
+
+    Examples
+    --------
+    >>> from multilevel import ModelSpec, datasets
+    >>> from multilevel.design import build_design
+    >>> d = build_design(ModelSpec.from_formula("Reaction ~ Days + (1 | Subject)"),
+    ...                  datasets.load("sleepstudy"))
+    >>> check_parameterization(d, "noncentered")
+    >>> try:
+    ...     check_parameterization(d, "centred")
+    ... except SpecError as err:
+    ...     print(str(err).split(":")[0])
+    Unknown parameterization 'centred'
+    """
+    if parameterization == "marginal":
+        return
+    if parameterization not in ("noncentered", "centered"):
+        raise SpecError(
+            f"Unknown parameterization {parameterization!r}: use 'noncentered', 'centered' or "
+            "'marginal' (or 'auto' in fit_hierarchical)."
+        )
+    if design.serial is not None:
+        raise SpecError(
+            f"{design.spec.correlation.to_formula()} is defined for the marginal model only "
+            "(parameterization='marginal'): the group effects are integrated out."
+        )
+    if not design.has_rows:
+        raise SpecError(
+            f"A design built from summary statistics has no rows to model {parameterization}: "
+            "use parameterization='marginal' (Gaussian models), or pass the rows."
+        )
 
 
 def build_model(
@@ -55,22 +92,13 @@ def build_model(
         The design's statistics for the marginal likelihood, when already computed
         (:func:`multilevel.design.statistics.marginal_statistics`).
     """
+    check_parameterization(design, parameterization)
     priors = priors or resolve_priors(design)
     coords = coords_for(design)
     if design.has_rows:  # no per-row dimension for a design built from statistics
         coords[naming.OBS_DIM] = list(range(design.n_obs))
     if parameterization == "marginal":
         return build_marginal_model(design, priors, coords, stats)
-    if design.serial is not None:
-        raise SpecError(
-            f"{design.spec.correlation.to_formula()} is defined for the marginal model only "
-            "(parameterization='marginal'): the group effects are integrated out."
-        )
-    if parameterization not in ("noncentered", "centered"):
-        raise SpecError(
-            f"Unknown parameterization {parameterization!r}: use 'noncentered', 'centered' or "
-            "'marginal' (or 'auto' in fit_hierarchical)."
-        )
     with pm.Model(coords=coords) as model:
         b = fixed_effects(design, priors)
         effects = {

@@ -38,11 +38,11 @@ class FitRecord:
     ``stats`` are the design's marginal statistics
     (:func:`multilevel.design.statistics.marginal_statistics`) for a marginal fit, computed
     once by the fit and reused by every later stage; None otherwise. ``model_factory`` returns
-    the PyMC model (:attr:`model`); None on a loaded fit."""
+    the PyMC model (:attr:`model`), or is that model; None on a loaded fit."""
 
     spec: ModelSpec
     design: Design
-    model_factory: Callable[[], pm.Model] | None
+    model_factory: Callable[[], pm.Model] | pm.Model | None
     idata: Any
     resolved_priors: ResolvedPriors
     parameterization: str
@@ -56,7 +56,9 @@ class FitRecord:
         it is built here, at first access: the kernels sample the same density (the tests check
         both give the same log-density), so a fit that never looks at the graph does not pay for
         building it."""
-        return None if self.model_factory is None else self.model_factory()
+        if self.model_factory is None or isinstance(self.model_factory, pm.Model):
+            return self.model_factory  # a model passed as such (the field used to be the model)
+        return self.model_factory()
 
     @property
     def posterior(self):

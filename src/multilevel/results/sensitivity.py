@@ -44,8 +44,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,7 +59,7 @@ from multilevel.engine.kernels.common import FAMILY_CODES, FAMILY_PARAMS, prior_
 from multilevel.engine.kernels.marginal import marginal_loglik_draws
 from multilevel.engine.kernels.nested import nested_loglik_draws
 from multilevel.engine.kernels.serial import serial_loglik_draws
-from multilevel.engine.recovery import lambda_draws
+from multilevel.engine.recovery import lambda_draws, over_draws
 from multilevel.results.core import draws_of
 from multilevel.results.loglik import pointwise_log_likelihood
 from multilevel.spec.terms import Prior
@@ -204,11 +202,7 @@ def _marginal_log_likelihood(fit: FitRecord) -> np.ndarray:
         def run(s: slice) -> np.ndarray:
             return marginal_loglik_draws(beta[s], lam[s], sigma[s], stats.ztz, stats.ztx, stats.zty,
                                          stats.xtx, stats.xty, stats.yty, stats.n_total)
-    n, workers = len(sigma), os.cpu_count() or 1
-    edges = np.linspace(0, n, workers + 1).astype(int)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = pool.map(run, [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)])
-        return np.concatenate(list(parts))
+    return over_draws(run, len(sigma))
 
 
 def _diagnose(prior: float, likelihood: float, threshold: float) -> str:
