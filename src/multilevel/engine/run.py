@@ -19,7 +19,7 @@ Examples
 ...                        "marginal", progressbar=False)
 >>> sorted(out.idata["posterior"].data_vars)[:3]
 ['b', 'cor_Subject', 'corchol_Subject']
->>> sorted(out.model_factory().named_vars)[:2]
+>>> sorted(out.model_factory().named_vars)[:2]  # built on call after a compiled fit
 ['b', 'cor_Subject']
 """
 
@@ -51,21 +51,13 @@ __all__ = ["Sampled", "sample_posterior"]
 
 @dataclass(frozen=True)
 class Sampled:
-    """The posterior (``idata``) and a function returning the PyMC model it defines (the model
-    PyMC sampled, or one built on call after a compiled-kernel fit)."""
+    """The posterior (``idata``) and the PyMC model it defines: the model PyMC sampled, or after
+    a compiled-kernel fit a function that builds it (:attr:`FitRecord.model
+    <multilevel.results.record.FitRecord.model>` reads either)."""
 
     idata: Any
-    model_factory: Callable[[], pm.Model]
+    model_factory: Callable[[], pm.Model] | pm.Model
     notes: tuple[str, ...] = ()
-
-    @property
-    def model(self) -> pm.Model:
-        """The PyMC model (built by :attr:`model_factory` on each read after a compiled fit)."""
-        return self.model_factory()
-
-
-def _returns(model: pm.Model) -> pm.Model:
-    return model
 
 
 def sample_posterior(
@@ -84,7 +76,7 @@ def sample_posterior(
     if parameterization == "marginal" and stats is None:
         stats = marginal_statistics(design)
     check_parameterization(design, parameterization)  # the model itself may be built later
-    build = functools.partial(build_model, collapse_binomial(design),
+    model = functools.partial(build_model, collapse_binomial(design),  # built when needed
                               parameterization=parameterization, priors=priors, stats=stats)
     nutpie = settings.sampler == "nutpie"
     notes: tuple[str, ...] = ()
@@ -100,8 +92,7 @@ def sample_posterior(
             start = None
             if isinstance(stats, SerialStats):
                 start = {naming.PHI: float(problem.phi(problem.modes[0][1]))}
-            model = build()
-            build = functools.partial(_returns, model)
+            model = model()
             idata = sample_model(model, settings, progressbar=progressbar, initvals=start)
         idata, note = recover_group_effects(idata, design, settings.seed, stats=stats,
                                             group_draws=group_draws)
@@ -109,7 +100,6 @@ def sample_posterior(
     elif parameterization == "noncentered" and nutpie and compiled_noncentered(design):
         idata = run_nutpie(nc_problem(design, priors), settings, progressbar=progressbar)
     else:
-        model = build()
-        build = functools.partial(_returns, model)
+        model = model()
         idata = sample_model(model, settings, progressbar=progressbar)
-    return Sampled(idata, build, notes)
+    return Sampled(idata, model, notes)

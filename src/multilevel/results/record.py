@@ -57,7 +57,7 @@ class FitRecord:
         both give the same log-density), so a fit that never looks at the graph does not pay for
         building it."""
         if self.model_factory is None or isinstance(self.model_factory, pm.Model):
-            return self.model_factory  # a model passed as such (the field used to be the model)
+            return self.model_factory  # the model PyMC sampled
         return self.model_factory()
 
     @property
