@@ -16,7 +16,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.design import build_design, collapse_binomial
-from multilevel.engine.marginal import marginal_problem
+from multilevel.engine.marginal import hyper_problem, marginal_problem
 from multilevel.engine.noncentered import nc_problem
 from multilevel.model import build_model, resolve_priors
 
@@ -157,6 +157,15 @@ def test_c_callback_matches_the_kernel(case, kernel):
     design, priors = _design(case)
     problem = marginal_problem(design, priors) if kernel == "marginal" else nc_problem(design, priors)
     assert problem.kernel == kernel
+    _assert_callback_matches_kernel(problem)
+
+
+def test_hyper_c_callback_matches_the_kernel():
+    """The same for the hyperparameter kernel (default priors: normal fixed effects)."""
+    design = build_design(ml.ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)"),
+                          ml.datasets.load("sleepstudy"))
+    problem = hyper_problem(design, resolve_priors(design))
+    assert problem.kernel == "hyper"
     _assert_callback_matches_kernel(problem)
 
 

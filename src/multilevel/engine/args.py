@@ -42,6 +42,7 @@ from multilevel.model.priors import ResolvedPriors
 from multilevel.spec.terms import Prior
 
 __all__ = [
+    "HyperArgs",
     "KernelArgs",
     "MarginalArgs",
     "NestedArgs",
@@ -123,6 +124,29 @@ class MarginalArgs(KernelArgs):
     n_total: float = arg("f")
     b_fam: np.ndarray = arg("i1")
     b_par: np.ndarray = arg("f2")
+    sd_fam: np.ndarray = arg("i1")
+    sd_par: np.ndarray = arg("f2")
+    sig_fam: int = arg("i")
+    sig_par: np.ndarray = arg("f1")
+    eta: float = arg("f")
+    correlated: bool = arg("b")
+
+
+@dataclass(frozen=True, eq=False)
+class HyperArgs(KernelArgs):
+    """:func:`multilevel.engine.kernels.hyper.hyper_logp_grad`: one factor's sufficient
+    statistics, the fixed effects' normal prior as means and precisions (0: flat), the sd and
+    residual-sd priors, the LKJ ``eta`` and whether the factor is correlated."""
+
+    ztz: np.ndarray = arg("f3")
+    ztx: np.ndarray = arg("f3")
+    zty: np.ndarray = arg("f2")
+    xtx: np.ndarray = arg("f2")
+    xty: np.ndarray = arg("f1")
+    yty: float = arg("f")
+    n_total: float = arg("f")
+    b_mean: np.ndarray = arg("f1")
+    b_prec: np.ndarray = arg("f1")
     sd_fam: np.ndarray = arg("i1")
     sd_par: np.ndarray = arg("f2")
     sig_fam: int = arg("i")

@@ -22,7 +22,7 @@ Return codes follow nutpie's: ``0`` ok, ``3`` non-finite gradient, ``4`` non-fin
 Examples
 --------
 >>> sorted(RECORDS)
-['marginal', 'nested', 'noncentered', 'serial']
+['hyper', 'marginal', 'nested', 'noncentered', 'serial']
 """
 
 from __future__ import annotations
@@ -36,7 +36,15 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from multilevel.engine.args import SLOT, MarginalArgs, NestedArgs, NoncenteredArgs, SerialArgs
+from multilevel.engine.args import (
+    SLOT,
+    HyperArgs,
+    MarginalArgs,
+    NestedArgs,
+    NoncenteredArgs,
+    SerialArgs,
+)
+from multilevel.engine.kernels.hyper import hyper_logp_grad
 from multilevel.engine.kernels.marginal import logp_grad
 from multilevel.engine.kernels.nested import nested_logp_grad
 from multilevel.engine.kernels.noncentered import nc_logp_grad
@@ -49,10 +57,12 @@ _M = MarginalArgs.slots()
 _N = NestedArgs.slots()
 _C = NoncenteredArgs.slots()
 _R = SerialArgs.slots()
+_H = HyperArgs.slots()
 _M_SIZE = MarginalArgs.header_size()
 _N_SIZE = NestedArgs.header_size()
 _C_SIZE = NoncenteredArgs.header_size()
 _R_SIZE = SerialArgs.header_size()
+_H_SIZE = HyperArgs.header_size()
 
 
 @intrinsic
@@ -143,6 +153,35 @@ def _marginal_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs c
             sig_fam, sig_par, eta, correlated,
         )
     except Exception:  # noqa: BLE001 - nutpie's convention: report, the step is rejected
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
+def _hyper_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_H_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        ztz = _f3(h, _H.ztz)
+        ztx = _f3(h, _H.ztx)
+        zty = _f2(h, _H.zty)
+        xtx = _f2(h, _H.xtx)
+        xty = _f1(h, _H.xty)
+        yty = _flt(h, _H.yty)
+        n_total = _flt(h, _H.n_total)
+        b_mean = _f1(h, _H.b_mean)
+        b_prec = _f1(h, _H.b_prec)
+        sd_fam = _i1(h, _H.sd_fam)
+        sd_par = _f2(h, _H.sd_par)
+        sig_fam = _int(h, _H.sig_fam)
+        sig_par = _f1(h, _H.sig_par)
+        eta = _flt(h, _H.eta)
+        correlated = _bool(h, _H.correlated)
+        lp, grad = hyper_logp_grad(
+            x, ztz, ztx, zty, xtx, xty, yty, n_total, b_mean, b_prec, sd_fam, sd_par, sig_fam,
+            sig_par, eta, correlated,
+        )
+    except Exception:  # noqa: BLE001
         return 1
     return _finish(lp, grad, out, logp_, dim)
 
@@ -268,11 +307,11 @@ _LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPoint
 _EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
                           types.CPointer(types.double), types.voidptr)
 _RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw,
-        "serial": _serial_raw}
+        "serial": _serial_raw, "hyper": _hyper_raw}
 RECORDS = {"marginal": MarginalArgs, "noncentered": NoncenteredArgs, "nested": NestedArgs,
-           "serial": SerialArgs}
+           "serial": SerialArgs, "hyper": HyperArgs}
 KERNELS = {"marginal": logp_grad, "noncentered": nc_logp_grad, "nested": nested_logp_grad,
-           "serial": serial_logp_grad}
+           "serial": serial_logp_grad, "hyper": hyper_logp_grad}
 
 
 @functools.cache

@@ -1,7 +1,10 @@
 """The marginal Gaussian model as a sampler :class:`~multilevel.engine.problem.Problem`.
 
-:func:`marginal_problem` encodes a design's sufficient statistics (one grouping factor:
-:class:`~multilevel.engine.args.MarginalArgs` for :func:`~multilevel.engine.kernels.marginal.
+:func:`hyper_problem` encodes a one-factor model whose fixed effects have normal or flat priors
+for :func:`~multilevel.engine.kernels.hyper.hyper_logp_grad` (:class:`~multilevel.engine.args.
+HyperArgs`): the fixed effects are integrated out too and NUTS samples the sds, correlations and
+sigma alone. Otherwise :func:`marginal_problem` encodes a design's sufficient statistics (one
+grouping factor: :class:`~multilevel.engine.args.MarginalArgs` for :func:`~multilevel.engine.kernels.marginal.
 logp_grad`; two nested ones: :class:`~multilevel.engine.args.NestedArgs` for
 :func:`~multilevel.engine.kernels.nested.nested_logp_grad`) and priors; nutpie samples
 ``theta = (beta_c, log s, x [per factor], log sigma)`` and :meth:`MarginalProblem.constrained`
@@ -35,7 +38,9 @@ from multilevel.design.statistics import (
     moments,
     nesting,
 )
-from multilevel.engine.args import MarginalArgs, NestedArgs, encode_priors
+from multilevel.engine.args import HyperArgs, MarginalArgs, NestedArgs, encode_priors
+from multilevel.engine.kernels.common import FAMILY_CODES, SIGNED_FAMILIES
+from multilevel.engine.kernels.hyper import hyper_logp_grad
 from multilevel.engine.kernels.marginal import logp_grad
 from multilevel.engine.kernels.nested import nested_logp_grad
 from multilevel.engine.problem import (
@@ -48,7 +53,8 @@ from multilevel.engine.problem import (
 from multilevel.errors import SpecError
 from multilevel.model.priors import ResolvedPriors
 
-__all__ = ["Factor", "MarginalProblem", "marginal_problem"]
+__all__ = ["Factor", "HyperProblem", "MarginalProblem", "hyper_problem", "marginal_problem",
+           "normal_fixed_prior"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +175,112 @@ def marginal_problem(design: Design, priors: ResolvedPriors,
         correlated=np.array([bool(f.n_cor) for f in factors]), **codes,
     )
     return MarginalProblem(design, "nested", args, p, tuple(factors))
+
+
+@dataclass(frozen=True)
+class HyperProblem:
+    """The hyperparameters of a one-factor marginal model alone (``kernel='hyper'``): the fixed
+    effects are integrated out as well (:mod:`multilevel.engine.kernels.hyper`) and drawn after
+    sampling (:func:`multilevel.engine.recovery.recover_fixed_effects`). ``theta = (t, x,
+    log sigma)``: the marginal problem's ``theta`` without its first ``p`` entries, an sd with a
+    prior of :data:`~multilevel.engine.kernels.common.SIGNED_FAMILIES` as a signed ``t`` (``s =
+    |t|``) instead of ``log s``."""
+
+    base: MarginalProblem
+    args: HyperArgs
+    kernel: str = "hyper"
+
+    @property
+    def design(self) -> Design:
+        """The design."""
+        return self.base.design
+
+    @property
+    def ndim(self) -> int:
+        """Number of unconstrained parameters (sds, correlations, sigma)."""
+        return self.base.n_marginal - self.base.p
+
+    def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior density of the hyperparameters (up to a constant) and its gradient."""
+        return hyper_logp_grad(np.asarray(theta, dtype=float), *self.args.values())
+
+    @property
+    def signed(self) -> np.ndarray:
+        """Which sds are sampled signed (``s = |t|``) rather than as ``log s``."""
+        return np.isin(self.args.sd_fam, SIGNED_FAMILIES)
+
+    def start_point(self) -> np.ndarray:
+        """The marginal problem's start without the fixed effects (signed sds at ``s``)."""
+        theta = self.base.start_point()[self.base.p:]
+        q = self.signed.shape[0]
+        theta[:q] = np.where(self.signed, np.exp(theta[:q]), theta[:q])
+        return theta
+
+    def initial_point(self, rng: np.random.Generator) -> np.ndarray:
+        """:meth:`start_point`, jittered (a signed sd by the factor ``exp(+-0.5)``, as ``log s``
+        is, so that every chain starts at a positive sd)."""
+        theta = self.start_point()
+        jitter = rng.uniform(-0.5, 0.5, size=theta.shape)
+        q = self.signed.shape[0]
+        theta[:q] = np.where(self.signed, theta[:q] * np.exp(jitter[:q]), theta[:q] + jitter[:q])
+        theta[q:] += jitter[q:]
+        return theta
+
+    def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Named hyperparameter values at ``theta`` (``(..., ndim)``)."""
+        f = self.base.factors[0]
+        q = f.group.n_terms
+        t = theta[..., :q]
+        with np.errstate(divide="ignore"):  # an sd of exactly 0: log 0 = -inf, exp gives 0 back
+            log_sd = np.where(self.signed, np.log(np.abs(t)), t)
+        x = theta[..., q:q + f.n_cor] if f.n_cor else None
+        return {naming.SIGMA: np.exp(theta[..., -1]), **factor_values(f.group, log_sd, x)}
+
+    def variables(self) -> list[Variable]:
+        """``(name, shape, dims)`` of the stored draws (the fixed effects come later)."""
+        return [v for v in self.base.variables() if v[0] != naming.FIXED]
+
+    def coords(self) -> dict[str, list[str]]:
+        """Fixed-effect names and the factor's term names."""
+        return self.base.coords()
+
+
+def normal_fixed_prior(b_fam: np.ndarray, b_par: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Means and precisions of the fixed effects' priors (encoded as in
+    :func:`~multilevel.engine.args.encode_priors`) when each is normal or flat (precision 0),
+    else None (a Student-t or Cauchy prior does not integrate out in closed form).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [a.tolist() for a in normal_fixed_prior(np.array([0, 3]), np.array([[1.0, 2.0, 0.0], [0.0] * 3]))]
+    [[1.0, 0.0], [0.25, 0.0]]
+    >>> normal_fixed_prior(np.array([1]), np.array([[3.0, 0.0, 1.0]])) is None  # Student-t
+    True
+    """
+    normal, flat = FAMILY_CODES["Normal"], FAMILY_CODES["Flat"]
+    if not all(c in (normal, flat) for c in b_fam):
+        return None
+    is_normal = b_fam == normal
+    mean = np.where(is_normal, b_par[:, 0], 0.0)
+    prec = np.where(is_normal, 1.0 / np.where(is_normal, b_par[:, 1], 1.0) ** 2, 0.0)
+    return mean, prec
+
+
+def hyper_problem(design: Design, priors: ResolvedPriors,
+                  stats: SufficientStats | None = None) -> HyperProblem | None:
+    """The hyperparameter-only problem of a one-factor marginal model whose fixed effects have
+    normal or flat priors; None when the model is not one (two nested factors, correlated
+    residuals, a Student-t or Cauchy fixed-effect prior)."""
+    if design.serial is not None or nesting(design) is not None:
+        return None
+    base = marginal_problem(design, priors, stats)
+    a = base.args
+    normal = normal_fixed_prior(a.b_fam, a.b_par)
+    if normal is None:
+        return None
+    args = HyperArgs(ztz=a.ztz, ztx=a.ztx, zty=a.zty, xtx=a.xtx, xty=a.xty, yty=a.yty,
+                     n_total=a.n_total, b_mean=normal[0], b_prec=normal[1], sd_fam=a.sd_fam,
+                     sd_par=a.sd_par, sig_fam=a.sig_fam, sig_par=a.sig_par, eta=a.eta,
+                     correlated=a.correlated)
+    return HyperProblem(base, args)

@@ -31,6 +31,8 @@ from multilevel import naming
 from multilevel.design import Design, GroupDesign
 from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics, nesting
+from multilevel.engine.args import HyperArgs
+from multilevel.engine.kernels.hyper import beta_draws
 from multilevel.engine.kernels.marginal import recover_draws
 from multilevel.engine.kernels.nested import nested_recover_draws
 from multilevel.engine.kernels.serial import serial_recover_draws
@@ -42,6 +44,7 @@ __all__ = [
     "effect_draws",
     "lambda_draws",
     "over_draws",
+    "recover_fixed_effects",
     "recover_group_effects",
 ]
 
@@ -94,6 +97,31 @@ def recover_group_effects(idata, design: Design, seed: int | None = None, *,
     effect = xr.DataArray(u, dims=dims, coords=coords)
     idata["posterior"] = xr.DataTree(post.assign({naming.effect_name(g.factor): effect}))
     return idata, None
+
+
+def recover_fixed_effects(idata, design: Design, args: HyperArgs, seed: int | None):
+    """Add exact draws of the fixed effects ``b | Lambda, sigma, y`` to the posterior of a fit
+    that sampled the hyperparameters alone (:mod:`multilevel.engine.kernels.hyper`), first among
+    its variables. The noise comes from its own stream (``seed``, spawn key 1), independent of
+    the group effects' (drawn next, given these ``b``)."""
+    post = idata["posterior"].to_dataset()
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    n, p = n_chain * n_draw, len(design.fixed_names)
+    sigma = post[naming.SIGMA].transpose("chain", "draw").to_numpy().ravel()
+    lam = lambda_draws(post, design.groups[0])
+    eps = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).standard_normal((n, p))
+
+    def run(s: slice) -> np.ndarray:
+        return beta_draws(lam[s], sigma[s], args.ztz, args.ztx, args.zty, args.xtx, args.xty,
+                          args.b_mean, args.b_prec, eps[s])
+
+    b = xr.DataArray(over_draws(run, n).reshape(n_chain, n_draw, p),
+                     dims=("chain", "draw", naming.FIXED_DIM),
+                     coords={"chain": post["chain"], "draw": post["draw"],
+                             naming.FIXED_DIM: list(design.fixed_names)})
+    data = xr.Dataset({naming.FIXED: b}).merge(post, compat="override", join="exact")
+    idata["posterior"] = xr.DataTree(data.assign_attrs(post.attrs))
+    return idata
 
 
 def over_draws(run: Callable[[slice], np.ndarray], n: int) -> np.ndarray:

@@ -3,10 +3,12 @@
 :func:`sample_posterior` samples the chosen parameterization: the compiled kernels through nutpie
 (:mod:`multilevel.engine.nutpie`) when the sampler is nutpie and a kernel covers the model, else
 PyMC's own NUTS on the PyMC model (:mod:`multilevel.engine.pymc`); after a marginal fit the group
-effects are drawn exactly (:mod:`multilevel.engine.recovery`). The readable PyMC model (kept on
-the fit as ``fit.model``) is built only when PyMC samples it; after a compiled-kernel fit it is
-built at first access (building its graph costs 0.15-0.3 s that a fit which never looks at it
-need not pay), by :attr:`Sampled.model_factory`.
+effects are drawn exactly (:mod:`multilevel.engine.recovery`). A one-factor marginal model whose
+fixed effects have normal or flat priors samples its hyperparameters alone
+(:func:`multilevel.engine.marginal.hyper_problem`), and the fixed effects are drawn exactly first.
+The readable PyMC model (kept on the fit as ``fit.model``) is built only when PyMC samples it;
+after a compiled-kernel fit it is built at first access (building its graph costs 0.15-0.3 s
+that a fit which never looks at it need not pay), by :attr:`Sampled.model_factory`.
 
 Examples
 --------
@@ -37,11 +39,11 @@ from multilevel.design import Design, collapse_binomial
 from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics
 from multilevel.engine.choice import compiled_noncentered
-from multilevel.engine.marginal import marginal_problem
+from multilevel.engine.marginal import hyper_problem, marginal_problem
 from multilevel.engine.noncentered import nc_problem
 from multilevel.engine.nutpie import run_nutpie
 from multilevel.engine.pymc import sample_model
-from multilevel.engine.recovery import recover_group_effects
+from multilevel.engine.recovery import recover_fixed_effects, recover_group_effects
 from multilevel.engine.serial import serial_mode_note, serial_problem
 from multilevel.model import ResolvedPriors, build_model, check_parameterization
 from multilevel.spec.terms import SamplerSettings
@@ -85,9 +87,12 @@ def sample_posterior(
             problem = serial_problem(design, priors, stats)
             notes = tuple(n for n in (serial_mode_note(problem),) if n)
         else:
-            problem = marginal_problem(design, priors, stats)
+            problem = (nutpie and hyper_problem(design, priors, stats)) or marginal_problem(
+                design, priors, stats)
         if nutpie:
             idata = run_nutpie(problem, settings, progressbar=progressbar)
+            if problem.kernel == "hyper":
+                idata = recover_fixed_effects(idata, design, problem.args, settings.seed)
         else:
             start = None
             if isinstance(stats, SerialStats):

@@ -18,7 +18,8 @@ import numpy as np
 
 from multilevel.spec.terms import DISTRIBUTIONS
 
-__all__ = ["FAMILY_CODES", "FAMILY_PARAMS", "fixed_terms", "prior_logp_grad", "scale_corr_terms"]
+__all__ = ["FAMILY_CODES", "FAMILY_PARAMS", "SIGNED_FAMILIES", "fixed_terms", "prior_logp_grad",
+           "scale_corr_terms", "scales", "signed_family"]
 
 #: Prior family codes: locations below 10, scales (positive support) from 10.
 FAMILY_CODES = {
@@ -29,6 +30,9 @@ FAMILY_CODES = {
 #: Parameter order in the ``(3,)`` parameter rows, per family (the spec's order).
 FAMILY_PARAMS = {name: DISTRIBUTIONS[name][0] for name in FAMILY_CODES}
 _LOG_PI = math.log(math.pi)
+#: Scale priors whose density, mirrored to the whole line (``s = |t|``), is smooth and finite at
+#: 0 (HalfNormal, HalfStudentT, HalfCauchy): such an sd may be sampled as a signed ``t``.
+SIGNED_FAMILIES = (10, 11, 12)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -187,17 +191,48 @@ def fixed_terms(beta, g_beta, b_fam, b_par, shift, grad):
     return lp
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def signed_family(family, signed):
+    """Whether an sd with prior ``family`` is sampled as a signed ``t`` (``s = |t|``) rather than
+    ``log s``: only when the kernel asks (``signed``) and the family is in
+    :data:`SIGNED_FAMILIES`."""
+    return signed and (family == 10 or family == 11 or family == 12)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def scales(t, sd_fam, signed):
+    """The sds from their unconstrained values: ``|t|`` for a signed sd, else ``exp(t)``."""
+    out = np.empty(t.shape[0])
+    for a in range(t.shape[0]):
+        out[a] = abs(t[a]) if signed_family(sd_fam[a], signed) else math.exp(t[a])
+    return out
+
+
 @numba.njit(cache=True, nogil=True)
-def scale_corr_terms(theta, ks, kx, q, s, chol, logsum, g_lam, correlated, eta, sd_fam, sd_par, grad):
+def scale_corr_terms(theta, ks, kx, q, s, chol, logsum, g_lam, correlated, eta, sd_fam, sd_par, grad,
+                     signed):
     """Priors, log-Jacobians and chain rule of one factor's ``Lambda = diag(s) L``: fills
-    ``grad`` at the ``log s`` (from ``ks``) and ``x`` (from ``kx``) positions from
-    ``g_lam = dl/dLambda`` and returns the log-density terms."""
+    ``grad`` at the sds' (from ``ks``) and ``x`` (from ``kx``) positions from
+    ``g_lam = dl/dLambda`` and returns the log-density terms. An sd is sampled as ``log s``
+    (log-Jacobian ``log s``) or, with ``signed`` and a prior of :data:`SIGNED_FAMILIES`, as a
+    signed ``t`` with ``s = |t|`` (``s`` holds ``|t|``, ``theta`` holds ``t``): the prior
+    mirrored onto the whole line (half its density on each side, a constant dropped), no
+    Jacobian, and no boundary at 0, so that a variance near zero is an ordinary interior point
+    instead of a long tail of ``log s``. The density is continuous in ``t``; in a correlated
+    factor its slope jumps at ``t = 0`` (the covariance is linear in ``s`` off the diagonal).
+    Putting ``t`` itself in ``Lambda`` would be smooth, but the correlations then flip sign with
+    ``t`` and the posterior of ``(t, x)`` becomes two lobes joined at ``t = 0``, which sampled
+    worse (Hsb82: minimum bulk ESS 860-3,001 over five seeds against 2,609-3,133 with ``|t|``)."""
     lp = 0.0
     for a in range(q):
         g_s = 0.0
         for b in range(a + 1):
             g_s += g_lam[a, b] * chol[a, b]
         plp, pg = prior_logp_grad(sd_fam[a], sd_par[a], s[a])
+        if signed_family(sd_fam[a], signed):
+            lp += plp
+            grad[ks + a] = (g_s + pg) * (1.0 if theta[ks + a] >= 0 else -1.0)
+            continue
         lp += plp + theta[ks + a]
         grad[ks + a] = (g_s + pg) * s[a] + 1.0
     if correlated:

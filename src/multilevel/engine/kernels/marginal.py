@@ -160,7 +160,7 @@ def marginal_posterior(theta, shift, ztz, ztx, zty, xtx, xty, yty, n_total, b_fa
                                             n_total, g_a, g_c, want)
     lp += fixed_terms(beta, g_beta, b_fam, b_par, shift, grad)
     lp += scale_corr_terms(theta, p, p + q, q, s, chol, logsum, g_p / sigma, correlated, eta,
-                           sd_fam, sd_par, grad)
+                           sd_fam, sd_par, grad, False)
     plp, pg = prior_logp_grad(sig_fam, sig_par, sigma)
     lp += plp + theta[-1]
     grad[-1] = (g_sigma + pg) * sigma + 1.0

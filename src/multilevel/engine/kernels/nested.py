@@ -302,9 +302,9 @@ def nested_logp_grad(theta, shift, g1, z1x, z1y, a2, c12, z2x, z2y, cell_start, 
         beta, lam1, lam2, sigma, g1, z1x, z1y, a2, c12, z2x, z2y, cell_start, xtx, xty, yty, n_total)
     lp += fixed_terms(beta, g_beta, b_fam, b_par, shift, grad)
     lp += scale_corr_terms(theta, ks1, kx1, q1, s1, chol1, logsum1, g1_lam, correlated[0], eta[0],
-                           sd_fam[:q1], sd_par[:q1], grad)
+                           sd_fam[:q1], sd_par[:q1], grad, False)
     lp += scale_corr_terms(theta, ks2, kx2, q2, s2, chol2, logsum2, g2_lam, correlated[1], eta[1],
-                           sd_fam[q1:], sd_par[q1:], grad)
+                           sd_fam[q1:], sd_par[q1:], grad, False)
     plp, pg = prior_logp_grad(sig_fam, sig_par, sigma)
     lp += plp + theta[-1]
     grad[-1] = (g_sigma + pg) * sigma + 1.0
