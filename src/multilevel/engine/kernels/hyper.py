@@ -3,17 +3,19 @@
 With one grouping factor, a Gaussian response and normal (or flat) priors on the fixed effects,
 the joint posterior is Gaussian in ``beta`` given the hyperparameters ``(Lambda, sigma)``, so
 ``beta`` integrates out exactly as the group effects do (:mod:`multilevel.engine.kernels.
-marginal`). NUTS then samples only ``theta = (t, x, log sigma)``: the sds, the correlation factor's rows
-and the residual sd, with the maps and Jacobians of the marginal kernel except for the sds. An
-sd whose prior is half-normal, half-Student-t or half-Cauchy (the default) is sampled as a
+marginal`). NUTS then samples only ``theta = (t, x, log sigma)``: the sds, the correlation
+factor's rows and the residual sd, with the maps and Jacobians of the marginal kernel except for
+the sds. ``beta`` is drawn afterwards exactly from ``beta | Lambda, sigma, y``
+(:func:`beta_draws`), then the group effects from ``u | beta, Lambda, sigma, y`` as after a
+marginal fit.
+
+An sd whose prior is half-normal, half-Student-t or half-Cauchy (the default) is sampled as a
 signed ``t`` with ``s = |t|`` and the prior mirrored onto the whole line
 (:func:`~multilevel.engine.kernels.common.scale_corr_terms`): a variance near zero is then an
 ordinary point inside the space instead of a long tail of ``log s`` towards minus infinity,
 which is where NUTS lost most of its efficiency (Hsb82's ``sd(cses)``: minimum bulk ESS over
 the hyperparameters 578-2,076 over seeds 1, 2, 7, 11, 2024 with ``log s``, 2,609-3,133 signed).
-Other sd priors keep ``log s``. And
-``beta`` is drawn afterwards exactly from ``beta | Lambda, sigma, y`` (:func:`beta_draws`), then
-the group effects from ``u | beta, Lambda, sigma, y`` as after a marginal fit.
+Other sd priors keep ``log s``.
 
 Notation of :mod:`multilevel.engine.kernels.marginal` (``P = Lambda / sigma``, ``A_j =
 Z_j'Z_j``, ``M_j = I + P'A_jP``), plus ``B_j = Z_j'X_j``, ``W_j = P M_j^-1 P'``, the prior
