@@ -164,7 +164,7 @@ def test_hyper_c_callback_matches_the_kernel():
     """The same for the hyperparameter kernel (default priors: normal fixed effects)."""
     design = build_design(ml.ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)"),
                           ml.datasets.load("sleepstudy"))
-    problem = hyper_problem(design, resolve_priors(design))
+    problem = hyper_problem(marginal_problem(design, resolve_priors(design)))
     assert problem.kernel == "hyper"
     _assert_callback_matches_kernel(problem)
 

@@ -16,7 +16,7 @@ import multilevel as ml
 from multilevel.design import build_design
 from multilevel.design.statistics import marginal_statistics
 from multilevel.engine.kernels.hyper import beta_draws, hyper_lik
-from multilevel.engine.marginal import hyper_problem
+from multilevel.engine.marginal import hyper_problem, marginal_problem
 from multilevel.model import build_model, resolve_priors
 
 CASES = {
@@ -30,7 +30,7 @@ def _problem(case: str, priors: dict | None = None):
     formula, data = CASES[case]
     design = build_design(ml.ModelSpec.from_formula(formula, priors=priors or {}), ml.datasets.load(data))
     resolved = resolve_priors(design)
-    return design, resolved, hyper_problem(design, resolved)
+    return design, resolved, hyper_problem(marginal_problem(design, resolved))
 
 
 def _dense(design, lam: np.ndarray, sigma: float):
@@ -175,7 +175,7 @@ def test_which_models_sample_the_hyperparameters_alone():
     nested = pd.DataFrame({"y": np.arange(24.0) % 5, "a": np.repeat(list("ab"), 12),
                            "b": np.tile(np.repeat(list("xyz"), 4), 2)})
     design = build_design(ml.ModelSpec.from_formula("y ~ 1 + (1 | a) + (1 | a:b)"), nested)
-    assert hyper_problem(design, resolve_priors(design)) is None
+    assert hyper_problem(marginal_problem(design, resolve_priors(design))) is None
 
 
 def test_fit_samples_hyperparameters_and_draws_fixed_effects():

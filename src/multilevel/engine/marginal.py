@@ -267,14 +267,12 @@ def normal_fixed_prior(b_fam: np.ndarray, b_par: np.ndarray) -> tuple[np.ndarray
     return mean, prec
 
 
-def hyper_problem(design: Design, priors: ResolvedPriors,
-                  stats: SufficientStats | None = None) -> HyperProblem | None:
-    """The hyperparameter-only problem of a one-factor marginal model whose fixed effects have
-    normal or flat priors; None when the model is not one (two nested factors, correlated
-    residuals, a Student-t or Cauchy fixed-effect prior)."""
-    if design.serial is not None or nesting(design) is not None:
+def hyper_problem(base: MarginalProblem) -> HyperProblem | None:
+    """The hyperparameter-only problem of a one-factor marginal problem (``base``) whose fixed
+    effects have normal or flat priors, sharing its statistics and prior codes; None for two
+    nested factors or a Student-t or Cauchy fixed-effect prior."""
+    if base.kernel != "marginal":
         return None
-    base = marginal_problem(design, priors, stats)
     a = base.args
     normal = normal_fixed_prior(a.b_fam, a.b_par)
     if normal is None:

@@ -87,8 +87,8 @@ def sample_posterior(
             problem = serial_problem(design, priors, stats)
             notes = tuple(n for n in (serial_mode_note(problem),) if n)
         else:
-            problem = (nutpie and hyper_problem(design, priors, stats)) or marginal_problem(
-                design, priors, stats)
+            problem = marginal_problem(design, priors, stats)
+            problem = (hyper_problem(problem) if nutpie else None) or problem
         if nutpie:
             idata = run_nutpie(problem, settings, progressbar=progressbar)
             if problem.kernel == "hyper":

@@ -48,7 +48,7 @@ Examples
 >>> from multilevel.engine.marginal import marginal_problem, hyper_problem
 >>> d = build_design(ModelSpec.from_formula("Reaction ~ Days + (Days | Subject)"),
 ...                  datasets.load("sleepstudy"))
->>> problem = hyper_problem(d, resolve_priors(d))
+>>> problem = hyper_problem(marginal_problem(d, resolve_priors(d)))
 >>> lp, grad = hyper_logp_grad(problem.start_point(), *problem.args.values())
 >>> grad.shape  # 2 sds, 1 correlation, sigma
 (4,)
