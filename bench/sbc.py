@@ -13,8 +13,11 @@ Kinds (``KINDS``), one per sampler path:
 
 * ``intercept``: Gaussian varying intercept (marginal: group effects integrated out);
 * ``slope``: Gaussian correlated varying intercept and slope, LKJ(2) (marginal);
-* ``bernoulli``: logistic varying intercept on 0/1 rows (non-centered);
-* ``binomial``: logistic varying intercept on counts of 10 trials (non-centered);
+* ``bernoulli``: logistic varying intercept on 0/1 rows (linearized);
+* ``binomial``: logistic varying intercept on counts of 10 trials (linearized);
+* ``logit_slope``: logistic correlated varying intercept and slope, LKJ(2) (linearized);
+* ``bernoulli_nc``: the ``bernoulli`` model with ``parameterization='noncentered'`` (the path
+  of logistic models with several grouping factors);
 * ``nested``: two nested factors ``(1 | a/b)`` (nested marginal);
 * ``meta``: known-SE meta-analysis ``y | se(s) ~ 1 + (1 | study)`` (non-centered);
 * ``ar1``: varying intercept with AR(1) residuals along integer times (marginal with R(phi)).
@@ -53,6 +56,7 @@ class Kind:
     priors: dict
     simulate: Callable[[np.random.Generator], tuple[pd.DataFrame, dict[str, float]]]
     parameterization: str
+    request: str = "auto"
 
 
 def _groups(n_groups: int, size: int) -> np.ndarray:
@@ -92,6 +96,22 @@ def _sim_bernoulli(rng):
     y = (rng.uniform(size=g.size) < 1 / (1 + np.exp(-eta))).astype(int)
     df = pd.DataFrame({"y": y, "x": x, "g": [f"g{j}" for j in g]})
     return df, {"Intercept": b0, "x": b1, "sd(g)": sd}
+
+
+def _sim_logit_slope(rng):
+    n_groups = 30
+    g = _groups(n_groups, 20)
+    b0, b1 = rng.normal(size=2)
+    sd0, sd1 = np.abs(rng.normal(size=2))
+    r = 2 * rng.beta(2.0, 2.0) - 1  # LKJ(eta = 2) for a 2 x 2 correlation
+    cov = np.array([[sd0**2, r * sd0 * sd1], [r * sd0 * sd1, sd1**2]])
+    u = rng.multivariate_normal([0, 0], cov, n_groups)
+    x = rng.normal(size=g.size)
+    eta = b0 + u[g, 0] + (b1 + u[g, 1]) * x
+    y = (rng.uniform(size=g.size) < 1 / (1 + np.exp(-eta))).astype(int)
+    df = pd.DataFrame({"y": y, "x": x, "g": [f"g{j}" for j in g]})
+    return df, {"Intercept": b0, "x": b1, "sd((Intercept) | g)": sd0, "sd(x | g)": sd1,
+                "cor(g)": r}
 
 
 def _sim_binomial(rng):
@@ -150,8 +170,12 @@ KINDS = {k.name: k for k in (
     Kind("intercept", "y ~ x + (1 | g)", "gaussian", GAUSS, _sim_intercept, "marginal"),
     Kind("slope", "y ~ x + (1 + x | g)", "gaussian", {**GAUSS, "cor": P("LKJ", eta=2.0)},
          _sim_slope, "marginal"),
-    Kind("bernoulli", "y ~ x + (1 | g)", "bernoulli", LOGIT, _sim_bernoulli, "noncentered"),
+    Kind("bernoulli", "y ~ x + (1 | g)", "bernoulli", LOGIT, _sim_bernoulli, "linearized"),
     Kind("binomial", "cbind(s, n - s) ~ x + (1 | g)", "binomial", LOGIT, _sim_binomial,
+         "linearized"),
+    Kind("logit_slope", "y ~ x + (1 + x | g)", "bernoulli", {**LOGIT, "cor": P("LKJ", eta=2.0)},
+         _sim_logit_slope, "linearized"),
+    Kind("bernoulli_nc", "y ~ x + (1 | g)", "bernoulli", LOGIT, _sim_bernoulli, "noncentered",
          "noncentered"),
     Kind("nested", "y ~ x + (1 | a/b)", "gaussian", GAUSS, _sim_nested, "marginal"),
     Kind("meta", "y | se(s) ~ 1 + (1 | study)", "gaussian",
@@ -192,7 +216,8 @@ def simulate_and_rank(kind: Kind, seed: int, *, n_ranks: int = 100, draws: int =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = ml.fit_hierarchical(spec, df, draws=draws, tune=tune, chains=chains, seed=seed,
-                                  frequentist=False, progressbar=False)
+                                  frequentist=False, progressbar=False,
+                                  parameterization=kind.request)
     if fit.parameterization != kind.parameterization:
         raise AssertionError(f"{kind.name}: sampled {fit.parameterization}, "
                              f"expected {kind.parameterization}")

@@ -45,7 +45,8 @@ def test_every_cached_function_of_the_package_carries_the_stamp():
     assert compiled_cache.installed
     modules = ["multilevel.engine.kernels.common", "multilevel.engine.kernels.marginal",
                "multilevel.engine.kernels.noncentered", "multilevel.engine.kernels.nested",
-               "multilevel.engine.kernels.serial", "multilevel.design.statistics",
+               "multilevel.engine.kernels.serial", "multilevel.engine.kernels.linearized",
+               "multilevel.engine.linearized", "multilevel.design.statistics",
                "multilevel.results.rowstats", "multilevel.frequentist.deviance"]
     seen = 0
     for name in modules:

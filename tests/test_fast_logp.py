@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 import multilevel as ml
+from multilevel import naming
 from multilevel.design import build_design, collapse_binomial
+from multilevel.engine.linearized import lin_problem
 from multilevel.engine.marginal import hyper_problem, marginal_problem
 from multilevel.engine.noncentered import nc_problem
 from multilevel.model import build_model, resolve_priors
@@ -106,6 +108,44 @@ def test_noncentered_logp_matches_pymc(case):
     _check(problem, model, theta, theta2, sd, sigma=design.spec.family == "gaussian")
 
 
+@pytest.mark.parametrize("case", ["cbpp", "contraception"])
+def test_linearized_logp_matches_pymc(case):
+    """The linearized kernel samples the non-centered model's posterior in other coordinates:
+    with the correlation parameters held fixed, its log-density differences equal PyMC's (on
+    the constrained values, no Jacobian) plus the change in ``log|det|`` of the map from its
+    ``theta`` to ``(b, sd, z)`` that ``LinProblem.constrained`` computes, here by central
+    finite differences."""
+    design, priors = _design(case)
+    problem = lin_problem(nc_problem(design, priors))
+    rng = np.random.default_rng(5)
+    theta = problem.initial_point(rng) + rng.normal(0, 0.2, problem.ndim)
+    theta2 = theta + rng.normal(0, 0.1, problem.ndim)
+    _, x0, z0 = problem.base.layout[0]
+    theta2[x0:z0] = theta[x0:z0]
+    np.testing.assert_allclose(problem.logp_grad(theta)[1], _fd_gradient(problem, theta),
+                               rtol=1e-5, atol=1e-4)
+    factor = design.groups[0].factor
+    keep = np.r_[0:x0, z0:problem.ndim]
+
+    def mapped(t):
+        v = problem.constrained(t)
+        return np.concatenate([v[naming.FIXED], v[naming.sd_name(factor)],
+                               v[naming.offset_name(factor)].ravel()])
+
+    def log_det(t, eps=1e-6):
+        jac = np.empty((keep.size, keep.size))
+        for col, k in enumerate(keep):
+            step = np.zeros_like(t)
+            step[k] = eps
+            jac[:, col] = (mapped(t + step) - mapped(t - step)) / (2 * eps)
+        return np.linalg.slogdet(jac)[1]
+
+    ours = [problem.logp_grad(t)[0] - log_det(t) for t in (theta, theta2)]
+    model = build_model(problem.design, parameterization="noncentered", priors=priors)
+    theirs = [_pymc_logp(model, problem.constrained(t)) for t in (theta, theta2)]
+    assert ours[1] - ours[0] == pytest.approx(theirs[1] - theirs[0], rel=1e-7, abs=1e-5)
+
+
 def test_collapsed_binomial_has_the_same_likelihood():
     design, priors = _design("contraception")
     collapsed = collapse_binomial(design)
@@ -152,10 +192,12 @@ def _assert_callback_matches_kernel(problem):
 
 @pytest.mark.parametrize(("case", "kernel"), [
     ("sleepstudy_slope", "marginal"), ("contraception", "noncentered"), ("sleepstudy_uncorr", "noncentered"),
+    ("contraception", "linearized"),
 ])
 def test_c_callback_matches_the_kernel(case, kernel):
     design, priors = _design(case)
     problem = marginal_problem(design, priors) if kernel == "marginal" else nc_problem(design, priors)
+    problem = lin_problem(problem) if kernel == "linearized" else problem
     assert problem.kernel == kernel
     _assert_callback_matches_kernel(problem)
 

@@ -85,9 +85,9 @@ def test_nested_statistics_are_computed_once(counted):
     assert counted == {"build_design": 1, "nested_stats": 1, "fit_mixed": 2}  # REML + ML refit
 
 
-def test_noncentered_fit_builds_one_design_and_no_statistics(counted):
+def test_linearized_fit_builds_one_design_and_no_statistics(counted):
     fit = _fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", ml.datasets.load("cbpp"))
-    assert fit.parameterization == "noncentered"
+    assert fit.parameterization == "linearized"
     _use_every_table(fit)
     assert counted == {"build_design": 1, "fit_mixed": 1}
 

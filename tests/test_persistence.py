@@ -74,7 +74,7 @@ def test_round_trip_answers_every_summary_identically(name, request, tmp_path):
 
 def test_parameterizations_covered(sleep_fit, cbpp_fit):
     assert sleep_fit.parameterization == "marginal"
-    assert cbpp_fit.parameterization == "noncentered"
+    assert cbpp_fit.parameterization == "linearized"
 
 
 def test_dropped_rows_survive(hsb_fit, tmp_path):
@@ -142,6 +142,7 @@ def test_not_a_fit_file(sleep_fit, tmp_path):
         ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "marginal"),
         ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "noncentered"),
         ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp", "noncentered"),
+        ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp", "linearized"),
     ],
 )
 def test_same_seed_same_draws_nutpie(formula, data, parameterization):

@@ -176,7 +176,7 @@ def test_correlated_varying_slope_recovers_truth():
 def test_bernoulli_logistic_recovers_truth():
     df, truth = logistic(n_groups=60, n_per=30, tau=0.8, seed=13)
     fit = _fit("y ~ x + (1 | g)", df, seed=3, family="bernoulli")
-    assert fit.parameterization == "noncentered"
+    assert fit.parameterization == "linearized"
     assert "sigma" not in fit.posterior
     _check_truth(fit, truth)
     # latent-scale reliability ~0.64 / (0.64 + 5/30) = 0.8, expected corr ~0.89 (observed 0.83)

@@ -221,7 +221,8 @@ def fit_hierarchical(
         raise SpecError("group_draws='summary' is not available with ar1()/car1() residuals: "
                         "use 'full' (or 'auto').")
     priors = resolve_priors(design)
-    param, note = choose_parameterization(design, spec.sampler.parameterization)
+    param, note = choose_parameterization(design, spec.sampler.parameterization,
+                                          spec.sampler.sampler)
     stats = marginal_statistics(design) if param == "marginal" else None
     if group_draws not in ("auto", "full", "summary"):
         raise SpecError(f"group_draws={group_draws!r} is not an option: use 'auto', 'full' or "

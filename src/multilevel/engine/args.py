@@ -44,6 +44,7 @@ from multilevel.spec.terms import Prior
 __all__ = [
     "HyperArgs",
     "KernelArgs",
+    "LinearizedArgs",
     "MarginalArgs",
     "NestedArgs",
     "NoncenteredArgs",
@@ -243,6 +244,31 @@ class NoncenteredArgs(KernelArgs):
     family: int = arg("i")
     sig_fam: int = arg("i")
     sig_par: np.ndarray = arg("f1")
+
+
+@dataclass(frozen=True, eq=False)
+class LinearizedArgs(KernelArgs):
+    """:func:`multilevel.engine.kernels.linearized.lin_logp_grad`: the (collapsed) binomial
+    rows of one grouping factor, the pilot's Gaussian approximation per group (``A``, ``c``,
+    ``D``), the fixed effects' affine map (``beta0``, ``M``) and the priors."""
+
+    X: np.ndarray = arg("f2")
+    y: np.ndarray = arg("f1")
+    trials: np.ndarray = arg("f1")
+    Z: np.ndarray = arg("f2")
+    idx: np.ndarray = arg("i1")
+    q: int = arg("i")
+    correlated: bool = arg("b")
+    A: np.ndarray = arg("f3")
+    c: np.ndarray = arg("f2")
+    D: np.ndarray = arg("f3")
+    beta0: np.ndarray = arg("f1")
+    M: np.ndarray = arg("f2")
+    b_fam: np.ndarray = arg("i1")
+    b_par: np.ndarray = arg("f2")
+    sd_fam: np.ndarray = arg("i1")
+    sd_par: np.ndarray = arg("f2")
+    eta: float = arg("f")
 
 
 def pack(record: KernelArgs) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -22,7 +22,7 @@ Return codes follow nutpie's: ``0`` ok, ``3`` non-finite gradient, ``4`` non-fin
 Examples
 --------
 >>> sorted(RECORDS)
-['hyper', 'marginal', 'nested', 'noncentered', 'serial']
+['hyper', 'linearized', 'marginal', 'nested', 'noncentered', 'serial']
 """
 
 from __future__ import annotations
@@ -39,12 +39,14 @@ from numba.extending import intrinsic
 from multilevel.engine.args import (
     SLOT,
     HyperArgs,
+    LinearizedArgs,
     MarginalArgs,
     NestedArgs,
     NoncenteredArgs,
     SerialArgs,
 )
 from multilevel.engine.kernels.hyper import hyper_logp_grad
+from multilevel.engine.kernels.linearized import lin_logp_grad
 from multilevel.engine.kernels.marginal import logp_grad
 from multilevel.engine.kernels.nested import nested_logp_grad
 from multilevel.engine.kernels.noncentered import nc_logp_grad
@@ -58,11 +60,13 @@ _N = NestedArgs.slots()
 _C = NoncenteredArgs.slots()
 _R = SerialArgs.slots()
 _H = HyperArgs.slots()
+_L = LinearizedArgs.slots()
 _M_SIZE = MarginalArgs.header_size()
 _N_SIZE = NestedArgs.header_size()
 _C_SIZE = NoncenteredArgs.header_size()
 _R_SIZE = SerialArgs.header_size()
 _H_SIZE = HyperArgs.header_size()
+_L_SIZE = LinearizedArgs.header_size()
 
 
 @intrinsic
@@ -180,6 +184,37 @@ def _hyper_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs comp
         lp, grad = hyper_logp_grad(
             x, ztz, ztx, zty, xtx, xty, yty, n_total, b_mean, b_prec, sd_fam, sd_par, sig_fam,
             sig_par, eta, correlated,
+        )
+    except Exception:  # noqa: BLE001
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
+def _linearized_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_L_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        X = _f2(h, _L.X)
+        y = _f1(h, _L.y)
+        trials = _f1(h, _L.trials)
+        Z = _f2(h, _L.Z)
+        idx = _i1(h, _L.idx)
+        q = _int(h, _L.q)
+        correlated = _bool(h, _L.correlated)
+        A = _f3(h, _L.A)
+        c = _f2(h, _L.c)
+        D = _f3(h, _L.D)
+        beta0 = _f1(h, _L.beta0)
+        M = _f2(h, _L.M)
+        b_fam = _i1(h, _L.b_fam)
+        b_par = _f2(h, _L.b_par)
+        sd_fam = _i1(h, _L.sd_fam)
+        sd_par = _f2(h, _L.sd_par)
+        eta = _flt(h, _L.eta)
+        lp, grad = lin_logp_grad(
+            x, X, y, trials, Z, idx, q, correlated, A, c, D, beta0, M, b_fam, b_par, sd_fam,
+            sd_par, eta,
         )
     except Exception:  # noqa: BLE001
         return 1
@@ -307,11 +342,11 @@ _LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPoint
 _EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
                           types.CPointer(types.double), types.voidptr)
 _RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw,
-        "serial": _serial_raw, "hyper": _hyper_raw}
+        "serial": _serial_raw, "hyper": _hyper_raw, "linearized": _linearized_raw}
 RECORDS = {"marginal": MarginalArgs, "noncentered": NoncenteredArgs, "nested": NestedArgs,
-           "serial": SerialArgs, "hyper": HyperArgs}
+           "serial": SerialArgs, "hyper": HyperArgs, "linearized": LinearizedArgs}
 KERNELS = {"marginal": logp_grad, "noncentered": nc_logp_grad, "nested": nested_logp_grad,
-           "serial": serial_logp_grad, "hyper": hyper_logp_grad}
+           "serial": serial_logp_grad, "hyper": hyper_logp_grad, "linearized": lin_logp_grad}
 
 
 @functools.cache

@@ -1,9 +1,10 @@
 """Which parameterization a design is sampled in, and why.
 
 Gaussian models with one grouping factor or two nested ones integrate the group effects out
-(``marginal``); everything else is sampled ``noncentered`` (``centered`` on request). The
-compiled non-centered kernel handles up to :data:`MAX_TERMS` varying terms per factor; beyond
-that PyMC's own graph is used.
+(``marginal``); logistic models with one grouping factor sampled by nutpie are sampled
+``linearized`` (:mod:`multilevel.engine.linearized`); everything else is sampled
+``noncentered`` (``centered`` on request). The compiled kernels handle up to
+:data:`MAX_TERMS` varying terms per factor; beyond that PyMC's own graph is used.
 
 Examples
 --------
@@ -13,6 +14,12 @@ Examples
 ...                  datasets.load("sleepstudy"))
 >>> choose_parameterization(d, "auto")
 ('marginal', None)
+>>> d = build_design(ModelSpec.from_formula("cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+...                  datasets.load("cbpp"))
+>>> choose_parameterization(d, "auto")
+('linearized', None)
+>>> choose_parameterization(d, "auto", sampler="pymc")[0]
+'noncentered'
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from multilevel.design import Design
 from multilevel.design.statistics import nesting
 from multilevel.errors import SpecError
 
-__all__ = ["MAX_TERMS", "choose_parameterization", "compiled_noncentered", "marginal_supported"]
+__all__ = ["MAX_TERMS", "choose_parameterization", "compiled_noncentered", "linearized_supported",
+           "marginal_supported"]
 
 #: Most varying terms per factor the compiled non-centered kernel handles.
 MAX_TERMS = 8
@@ -44,8 +52,23 @@ def marginal_supported(design: Design) -> tuple[bool, str | None]:
     return True, None
 
 
-def choose_parameterization(design: Design, requested: str) -> tuple[str, str | None]:
-    """Resolve ``'auto'``; returns the parameterization and a note explaining a fallback."""
+def linearized_supported(design: Design, sampler: str = "nutpie") -> tuple[bool, str | None]:
+    """Whether the linearized coordinates apply, and why not when they do not."""
+    if design.spec.family == "gaussian":
+        return False, "the linearized coordinates are for logistic (binomial) models."
+    if len(design.groups) != 1:
+        return False, "the linearized coordinates cover one grouping factor."
+    if not compiled_noncentered(design):
+        return False, f"the linearized kernel handles up to {MAX_TERMS} varying terms."
+    if sampler != "nutpie":
+        return False, "the linearized coordinates are sampled by nutpie's compiled kernel only."
+    return True, None
+
+
+def choose_parameterization(design: Design, requested: str,
+                            sampler: str = "nutpie") -> tuple[str, str | None]:
+    """Resolve ``'auto'`` for ``sampler``; returns the parameterization and a note explaining a
+    fallback."""
     if design.serial is not None and requested not in ("auto", "marginal"):
         raise SpecError(
             f"parameterization={requested!r} is not available with "
@@ -59,10 +82,14 @@ def choose_parameterization(design: Design, requested: str) -> tuple[str, str | 
             "out: use parameterization='marginal' (or 'auto')."
         )
     ok, why = marginal_supported(design)
+    lin_ok, lin_why = linearized_supported(design, sampler)
     if requested == "auto":
-        return ("marginal", None) if ok else ("noncentered", why)
+        return ("marginal", None) if ok else ("linearized", None) if lin_ok else ("noncentered", why)
     if requested == "marginal" and not ok:
         raise SpecError(f"parameterization='marginal' is not available here: {why}")
+    if requested == "linearized" and not lin_ok:
+        raise SpecError(f"parameterization='linearized' is not available here: {lin_why} Use "
+                        "'noncentered' (or 'auto').")
     return requested, None
 
 

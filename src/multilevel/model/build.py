@@ -56,10 +56,10 @@ def check_parameterization(design: Design, parameterization: str) -> None:
     """
     if parameterization == "marginal":
         return
-    if parameterization not in ("noncentered", "centered"):
+    if parameterization not in ("noncentered", "centered", "linearized"):
         raise SpecError(
-            f"Unknown parameterization {parameterization!r}: use 'noncentered', 'centered' or "
-            "'marginal' (or 'auto' in fit_hierarchical)."
+            f"Unknown parameterization {parameterization!r}: use 'noncentered', 'centered', "
+            "'linearized' or 'marginal' (or 'auto' in fit_hierarchical)."
         )
     if design.serial is not None:
         raise SpecError(
@@ -83,9 +83,11 @@ def build_model(
     ----------
     design : Design
         Arrays from :func:`multilevel.design.build_design`.
-    parameterization : {'noncentered', 'centered', 'marginal'}
+    parameterization : {'noncentered', 'centered', 'marginal', 'linearized'}
         How group effects enter; ``marginal`` integrates them out (Gaussian models only, see
-        :mod:`multilevel.model.marginal`).
+        :mod:`multilevel.model.marginal`). ``linearized`` builds the non-centered model: the
+        same posterior, which the compiled kernel samples in other coordinates
+        (:mod:`multilevel.engine.linearized`).
     priors : ResolvedPriors, optional
         Defaults to :func:`multilevel.model.priors.resolve_priors` of the design.
     stats : SufficientStats or NestedStats, optional

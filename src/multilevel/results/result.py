@@ -144,10 +144,11 @@ class FitResult(FitRecord):
         for g in self.design.groups:
             names += [naming.sd_name(g.factor), naming.cor_name(g.factor)]
         table = diagnostics_table(self.idata, names)
-        why = "; ".join(self.notes) or (
-            "group effects integrated out analytically and drawn exactly afterwards"
-            if self.parameterization == "marginal" else "as requested"
-        )
+        why = "; ".join(self.notes) or {
+            "marginal": "group effects integrated out analytically and drawn exactly afterwards",
+            "linearized": "group effects sampled as offsets from a Gaussian approximation of "
+                          "their conditional posterior (an exact change of variables)",
+        }.get(self.parameterization, "as requested")
         row = pd.DataFrame([{"check": "parameterization", "value": float("nan"),
                              "threshold": self.parameterization, "ok": True, "remedy": why}])
         return pd.concat([table, sensitivity_check(self), row], ignore_index=True)

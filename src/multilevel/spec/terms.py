@@ -36,7 +36,7 @@ FAMILIES = ("gaussian", "bernoulli", "binomial")
 #: Residual correlation structures: nlme's ``corAR1`` and ``corCAR1``.
 CORRELATIONS = ("ar1", "car1")
 SAMPLERS = ("pymc", "nutpie")
-PARAMETERIZATIONS = ("auto", "marginal", "noncentered", "centered")
+PARAMETERIZATIONS = ("auto", "marginal", "linearized", "noncentered", "centered")
 
 #: Distributions a prior may name, with their parameters and whether they are scale priors.
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], bool]] = {

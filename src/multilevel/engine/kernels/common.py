@@ -113,8 +113,8 @@ def penalized_cross(ztz_j, lam, ap, out, q):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def chol_inverse(c, q, out, inv_c):
-    """``(C C')^{-1}`` from the lower factor ``c`` (``inv_c``: a q x q work array)."""
+def lower_inverse(c, q, inv_c):
+    """``inv_c = C^-1`` for the lower triangular ``c`` (lower triangular too)."""
     inv_c[:, :] = 0.0
     for i in range(q):
         inv_c[i, i] = 1.0 / c[i, i]
@@ -123,6 +123,12 @@ def chol_inverse(c, q, out, inv_c):
             for k in range(j, i):
                 s -= c[i, k] * inv_c[k, j]
             inv_c[i, j] = s / c[i, i]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def chol_inverse(c, q, out, inv_c):
+    """``(C C')^{-1}`` from the lower factor ``c`` (``inv_c``: a q x q work array)."""
+    lower_inverse(c, q, inv_c)
     for i in range(q):
         for j in range(q):
             s = 0.0

@@ -1,0 +1,214 @@
+"""Sample a one-factor logistic model in linearized coordinates with nutpie.
+
+The group effects are sampled as offsets from a Gaussian approximation of their conditional
+posterior, and the fixed effects through a fixed decorrelating map
+(:mod:`multilevel.engine.kernels.linearized`). The approximation comes from a pilot fit made
+here, before sampling: a few penalised IRLS sweeps of the binomial likelihood, whose working
+weights define, per group, the Gaussian likelihood the coordinates are built from. Any pilot
+gives the same posterior (the change of variables is exact); a good one makes it close to
+``N(0, I)`` for NUTS. The draws carry the non-centered model's names (``z_<g>`` holds
+``Lambda^-1 u``, as in that model), so a fit reads the same whichever coordinates sampled it.
+
+Examples
+--------
+>>> from multilevel import ModelSpec, datasets
+>>> from multilevel.design import build_design
+>>> from multilevel.model import resolve_priors
+>>> from multilevel.engine.noncentered import nc_problem
+>>> d = build_design(ModelSpec.from_formula("cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+...                  datasets.load("cbpp"))
+>>> lin_problem(nc_problem(d, resolve_priors(d))).ndim  # 4 fixed effects, 1 sd, 15 herd offsets
+20
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from scipy.special import expit
+
+from multilevel import naming
+from multilevel.design import Design
+from multilevel.engine.args import LinearizedArgs
+from multilevel.engine.kernels.common import SIGNED_FAMILIES
+from multilevel.engine.kernels.linearized import lin_effects, lin_logp_grad
+from multilevel.engine.noncentered import NCProblem
+from multilevel.engine.problem import Variable, factor_values
+
+__all__ = ["LinProblem", "Pilot", "lin_problem", "pilot"]
+
+#: Penalised IRLS sweeps of the pilot (it need not converge: any pilot is exact).
+PILOT_SWEEPS = 10
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """A pilot fit: fixed effects, group effects (``levels x q``) and the working weights."""
+
+    beta: np.ndarray
+    b: np.ndarray
+    weights: np.ndarray
+
+
+def _group_sum(values: np.ndarray, idx: np.ndarray, levels: int) -> np.ndarray:
+    """Sums of ``values`` (rows first) within each group."""
+    out = np.zeros((levels, *values.shape[1:]))
+    np.add.at(out, idx, values)
+    return out
+
+
+def pilot(X: np.ndarray, y: np.ndarray, trials: np.ndarray, Z: np.ndarray, idx: np.ndarray,
+          levels: int, sweeps: int = PILOT_SWEEPS) -> Pilot:
+    """Penalised IRLS for the binomial model: Newton steps for the fixed effects (a tiny ridge)
+    and for every group's effects (a ``N(0, I)`` penalty on the logit scale), alternating.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> idx = np.repeat(np.arange(20), 30)
+    >>> X, Z = np.ones((600, 1)), np.ones((600, 1))
+    >>> y = rng.binomial(1, 0.3, 600).astype(float)
+    >>> fit = pilot(X, y, np.ones(600), Z, idx, 20)
+    >>> bool(abs(fit.beta[0] - np.log(0.3 / 0.7)) < 0.3)
+    True
+    """
+    p, q = X.shape[1], Z.shape[1]
+    ridge = 1e-6 * np.eye(p)
+    beta, b = np.zeros(p), np.zeros((levels, q))
+
+    def state() -> tuple[np.ndarray, np.ndarray]:
+        eta = np.clip(X @ beta + np.einsum("ia,ia->i", Z, b[idx]), -30.0, 30.0)
+        prob = expit(eta)
+        return trials * prob * (1 - prob), y - trials * prob
+
+    for _ in range(25):  # fixed effects alone first
+        w, score = state()
+        step = np.linalg.solve(X.T @ (w[:, None] * X) + ridge, X.T @ score)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    for _ in range(sweeps):
+        w, score = state()
+        hess = _group_sum(w[:, None, None] * Z[:, :, None] * Z[:, None, :], idx, levels) + np.eye(q)
+        b = b + np.linalg.solve(hess, (_group_sum(Z * score[:, None], idx, levels) - b)[..., None])[..., 0]
+        w, score = state()
+        beta = beta + np.linalg.solve(X.T @ (w[:, None] * X) + ridge, X.T @ score)
+    return Pilot(beta, b, state()[0])
+
+
+@dataclass(frozen=True)
+class LinProblem:
+    """The linearized model (``kernel='linearized'``) of a one-factor binomial non-centered
+    problem (``base``): the arguments of :func:`lin_logp_grad` besides ``theta``. Its ``theta``
+    has the base's layout (fixed effects, sds, correlations, one offset per level and term);
+    the fixed effects and offsets mean other things (module docstring) and an sd with a prior
+    of :data:`~multilevel.engine.kernels.common.SIGNED_FAMILIES` is a signed ``t``."""
+
+    base: NCProblem
+    args: LinearizedArgs
+    kernel: str = "linearized"
+
+    @property
+    def design(self) -> Design:
+        """The (collapsed) design."""
+        return self.base.design
+
+    @property
+    def ndim(self) -> int:
+        """Number of unconstrained parameters."""
+        return self.base.ndim
+
+    @property
+    def signed(self) -> np.ndarray:
+        """Which sds are sampled signed (``s = |t|``) rather than as ``log s``."""
+        return np.isin(self.args.sd_fam, SIGNED_FAMILIES)
+
+    def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior density (up to a constant) and gradient at ``theta``."""
+        return lin_logp_grad(np.asarray(theta, dtype=float), *self.args.values())
+
+    def initial_point(self, rng: np.random.Generator) -> np.ndarray:
+        """The pilot's fixed effects (``w = 0``), sds of 0.5, no correlation, small offsets;
+        jittered (a signed sd by the factor ``exp(+-0.5)``, so every chain starts positive)."""
+        p, q = self.base.p, self.args.q
+        theta = rng.uniform(-0.3, 0.3, size=self.ndim)
+        theta[:p] *= 0.1
+        jitter = theta[p:p + q].copy()
+        theta[p:p + q] = np.where(self.signed, 0.5 * np.exp(jitter), np.log(0.5) + jitter)
+        z0 = self.base.layout[0, 2]
+        theta[z0:] = rng.normal(0, 0.1, self.ndim - z0)
+        return theta
+
+    def constrained(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Named values at ``theta`` (``(..., ndim)``): fixed effects, sds, correlations, group
+        effects ``u`` and the non-centered offsets ``z = Lambda^-1 u``."""
+        a, g = self.args, self.design.groups[0]
+        lead = theta.shape[:-1]
+        flat = np.ascontiguousarray(theta.reshape(-1, self.ndim), dtype=float)
+        beta, u = _effects(flat, a.A, a.c, a.D, a.beta0, a.M, a.q, a.correlated, a.sd_fam)
+        p, q = self.base.p, a.q
+        s0, x0, _ = self.base.layout[0]
+        t = theta[..., s0:s0 + q]
+        with np.errstate(divide="ignore"):  # an sd of exactly 0: log 0 = -inf, exp gives 0 back
+            log_sd = np.where(self.signed, np.log(np.abs(t)), t)
+        x = theta[..., x0:x0 + q * (q - 1) // 2] if a.correlated else None
+        out = {naming.FIXED: beta.reshape(lead + (p,)), **factor_values(g, log_sd, x)}
+        sd = out[naming.sd_name(g.factor)]
+        chol = (out[naming.corchol_name(g.factor)] if x is not None
+                else np.broadcast_to(np.eye(q), lead + (q, q)))
+        lam = sd[..., :, None] * chol
+        u = u.reshape(lead + (g.n_levels, q))
+        out[naming.effect_name(g.factor)] = u
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[naming.offset_name(g.factor)] = np.linalg.solve(lam[..., None, :, :], u[..., None])[..., 0]
+        return out
+
+    def variables(self) -> list[Variable]:
+        """``(name, shape, dims)`` of the stored draws: the non-centered model's."""
+        return self.base.variables()
+
+    def coords(self) -> dict[str, list[str]]:
+        """Fixed-effect names, the factor's levels and term names."""
+        return self.base.coords()
+
+
+@numba.njit(cache=True)
+def _effects(thetas, A, c, D, beta0, M, q, correlated, sd_fam):
+    """:func:`lin_effects` over the rows of ``thetas``."""
+    n = thetas.shape[0]
+    beta = np.empty((n, beta0.shape[0]))
+    u = np.empty((n, A.shape[0], q))
+    for k in range(n):
+        beta[k], u[k] = lin_effects(thetas[k], A, c, D, beta0, M, q, correlated, sd_fam)
+    return beta, u
+
+
+def lin_problem(base: NCProblem) -> LinProblem | None:
+    """The linearized problem of a non-centered one: a binomial (or Bernoulli) model with one
+    grouping factor, its rows and priors shared; None for anything else."""
+    d, a = base.design, base.args
+    if a.family != 1 or len(d.groups) != 1:
+        return None
+    g = d.groups[0]
+    X, Z, idx = d.X, g.Z, g.index.astype(np.int64)
+    fit = pilot(X, a.y, a.trials, Z, idx, g.n_levels)
+    w, q = fit.weights, g.n_terms
+    eta = X @ fit.beta + np.einsum("ia,ia->i", Z, fit.b[idx])
+    prob = expit(np.clip(eta, -30.0, 30.0))
+    work = w * eta + a.y - a.trials * prob  # W times the working response, without dividing by W
+    A = _group_sum(w[:, None, None] * Z[:, :, None] * Z[:, None, :], idx, g.n_levels)
+    c = _group_sum(Z * work[:, None], idx, g.n_levels)
+    D = _group_sum(w[:, None, None] * Z[:, :, None] * X[:, None, :], idx, g.n_levels)
+    info = X.T @ (w[:, None] * X)
+    info -= np.einsum("jap,jab,jbr->pr", D, np.linalg.inv(A + np.eye(q)), D)
+    info += 1e-8 * np.mean(np.diag(info)) * np.eye(len(info)) + 1e-12 * np.eye(len(info))
+    M = np.linalg.inv(np.linalg.cholesky(info)).T  # cov(M w) = info^-1 for w ~ N(0, I)
+    args = LinearizedArgs(
+        X=X, y=a.y, trials=a.trials, Z=Z, idx=idx, q=q, correlated=bool(a.correlated[0]), A=A,
+        c=c, D=D, beta0=fit.beta, M=M, b_fam=a.b_fam, b_par=a.b_par, sd_fam=a.sd_fam,
+        sd_par=a.sd_par, eta=float(a.eta_lkj[0]),
+    )
+    return LinProblem(base, args)
