@@ -99,7 +99,7 @@ def test_default_priors_raise_no_flag(sleepstudy):
     # The conditional path sums the pointwise log-likelihood a block of draws at a time.
     conditional = dataclasses.replace(fit, parameterization="noncentered")
     pointwise = with_log_likelihood(fit)["log_likelihood"]["y"].transpose("chain", "draw", "obs")
-    for block in (1000, 2_000_000):  # 5 draws or whole chains at a time
+    for block in (1000, 2_000_000, None):  # 5 draws, whole chains, or the compiled kernel
         np.testing.assert_allclose(summed_log_likelihood(conditional, block=block),
                                    pointwise.to_numpy().sum(axis=-1), rtol=1e-12)
     table = prior_sensitivity(fit)
@@ -109,6 +109,26 @@ def test_default_priors_raise_no_flag(sleepstudy):
     assert (table["diagnosis"] == "-").all()
     assert (table["prior"] < 0.05).all() and (table["prior"] >= 0).all()
     assert table.set_index("variable").loc["sigma", "likelihood"] > 0.05
+
+
+@pytest.mark.parametrize(("formula", "data", "family"), [
+    ("use ~ urban + age + (1 + urban | district)", "contraception", "bernoulli"),
+    ("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period)", "cbpp", "binomial"),
+    ("effect | se(se) ~ 1 + (1 | school)", "eight_schools", "gaussian"),
+])
+def test_compiled_summed_log_likelihood_matches_the_pointwise_one(formula, data, family):
+    """The compiled sum over rows (logistic with its binomial constant, crossed factors, known
+    standard errors) against numpy's pointwise log-likelihood summed."""
+    fit = ml.fit_hierarchical(formula, ml.datasets.load(data), family=family, draws=50, tune=50,
+                              chains=2, seed=1, frequentist=False, progressbar=False)
+    compiled = summed_log_likelihood(fit)
+    np.testing.assert_allclose(compiled, summed_log_likelihood(fit, block=2_000_000), rtol=1e-10)
+    # against the rows as given: equal up to the constant log C(n, y) of collapsed binomial rows
+    pointwise = with_log_likelihood(fit)["log_likelihood"]["y"].transpose("chain", "draw", "obs")
+    diff = compiled - pointwise.to_numpy().sum(axis=-1)
+    assert np.ptp(diff) < 1e-8 * np.abs(compiled).max()
+    if fit.design.spec.family != "bernoulli":  # no rows collapsed: the same numbers
+        assert abs(diff).max() < 1e-8 * np.abs(compiled).max()
 
 
 def test_tight_wrong_prior_is_flagged(sleepstudy):

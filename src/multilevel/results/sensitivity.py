@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_stats import psense
+from scipy.special import gammaln
 
 from multilevel import naming
 from multilevel.design import collapse_binomial
@@ -58,6 +59,7 @@ from multilevel.design.statistics import NestedStats, marginal_statistics, nesti
 from multilevel.engine.kernels.common import FAMILY_CODES, FAMILY_PARAMS, prior_logp_grad
 from multilevel.engine.kernels.marginal import marginal_loglik_draws
 from multilevel.engine.kernels.nested import nested_loglik_draws
+from multilevel.engine.kernels.noncentered import rows_loglik_draws
 from multilevel.engine.kernels.serial import serial_loglik_draws
 from multilevel.engine.recovery import lambda_draws, over_draws
 from multilevel.results.core import draws_of
@@ -149,15 +151,16 @@ def _labelled_draws(fit: FitRecord) -> dict[str, np.ndarray]:
     return out
 
 
-def summed_log_likelihood(fit: FitRecord, block: int = 2_000_000) -> np.ndarray:
+def summed_log_likelihood(fit: FitRecord, block: int | None = None) -> np.ndarray:
     """``(chain, draw)`` log-likelihood of all rows at every draw.
 
     For the marginal parameterization this is the marginal likelihood
     ``log p(y | beta, Sigma, sigma)`` the sampler used, from the sufficient statistics
     (O(groups) per draw); otherwise :func:`multilevel.results.loglik.pointwise_log_likelihood` summed over
-    the observations (collapsed binomial rows for logistic models, equal up to a constant), a
-    block of draws at a time (about ``block`` values) so that memory stays O(block), not
-    O(draws x rows)."""
+    the observations (collapsed binomial rows for logistic models, equal up to a constant), by
+    the compiled :func:`~multilevel.engine.kernels.noncentered.rows_loglik_draws` over the
+    draws split across the cores, or (``block`` given) by numpy a block of draws at a time
+    (about ``block`` values, so that memory stays O(block), not O(draws x rows))."""
     post = fit.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     if fit.parameterization == "marginal":
@@ -165,6 +168,8 @@ def summed_log_likelihood(fit: FitRecord, block: int = 2_000_000) -> np.ndarray:
     # Logistic rows with identical covariates and groups collapse into binomial counts: the
     # summed log-likelihood changes only by a constant, which power-scaling ignores.
     collapsed = dataclasses.replace(fit, design=collapse_binomial(fit.design))
+    if block is None:
+        return _rows_log_likelihood(collapsed).reshape(n_chain, n_draw)
     step = max(1, block // max(1, collapsed.design.n_obs))
     out = np.empty((n_chain, n_draw))
     for c in range(n_chain):
@@ -173,6 +178,41 @@ def summed_log_likelihood(fit: FitRecord, block: int = 2_000_000) -> np.ndarray:
             sub = dataclasses.replace(collapsed, idata=xr.DataTree.from_dict({"posterior": part}))
             out[c, start:start + step] = pointwise_log_likelihood(sub).sum(axis=-1)[0]
     return out
+
+
+def _rows_log_likelihood(fit: FitRecord) -> np.ndarray:
+    """:func:`summed_log_likelihood` of a non-marginal fit (design collapsed) by the compiled
+    kernel, with the binomial constant ``sum log C(n, y)`` added back."""
+    design, post = fit.design, fit.posterior
+    y = design.y
+    beta = np.ascontiguousarray(draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1]))
+    n_draws = beta.shape[0]
+    u = np.ascontiguousarray(np.concatenate(
+        [draws_of(post, naming.effect_name(g.factor)).reshape(n_draws, -1) for g in design.groups],
+        axis=1))
+    q = np.array([g.n_terms for g in design.groups], dtype=np.int64)
+    sizes = np.array([g.n_levels * g.n_terms for g in design.groups], dtype=np.int64)
+    u_start, z_start = np.r_[0, np.cumsum(sizes)[:-1]], np.r_[0, np.cumsum(q)[:-1]]
+    Z = np.ascontiguousarray(np.column_stack([g.Z for g in design.groups]))
+    idx = np.ascontiguousarray(np.column_stack([g.index for g in design.groups]).astype(np.int64))
+    const = 0.0
+    if design.spec.is_logistic:
+        family = 1
+        trials = design.trials if design.trials is not None else np.ones_like(y)
+        const = float(np.sum(gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)))
+        sigma = np.ones(n_draws)
+    elif design.se is not None:
+        family, trials, sigma = 2, design.se, np.ones(n_draws)
+    else:
+        family, trials = 0, np.ones_like(y)
+        sigma = np.ascontiguousarray(draws_of(post, naming.SIGMA).ravel())
+    X = np.ascontiguousarray(design.X)
+
+    def run(s: slice) -> np.ndarray:
+        return rows_loglik_draws(beta[s], u[s], sigma[s], X, y, trials, Z, z_start, idx, q,
+                                 u_start, family)
+
+    return over_draws(run, n_draws) + const
 
 
 def _marginal_log_likelihood(fit: FitRecord) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 
 from multilevel.engine.kernels.common import corr_chol, prior_logp_grad
 
-__all__ = ["factor_layout", "nc_logp_grad"]
+__all__ = ["factor_layout", "nc_logp_grad", "rows_loglik_draws"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -170,3 +170,30 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
         lp += plp + theta[-1]
         grad[-1] = (g_sigma + pg) * sigma + 1.0
     return lp, grad
+
+
+@numba.njit(cache=True, nogil=True)
+def rows_loglik_draws(beta, u, sigma, X, y, trials, Z, z_start, idx, q, u_start, family):
+    """Summed log-likelihood of the rows at every draw, given the group effects: ``beta``
+    ``(draws, p)``, ``u`` ``(draws, sum_k levels_k q_k)`` (every factor's ``levels x q`` effects
+    row-major from ``u_start[k]``), ``sigma`` ``(draws,)``; the family codes of
+    :func:`nc_logp_grad`, binomial without its ``log C(n, y)`` constant."""
+    n, p = X.shape
+    out = np.zeros(beta.shape[0])
+    for d in range(beta.shape[0]):
+        total = 0.0
+        for i in range(n):
+            eta = 0.0
+            for c in range(p):
+                eta += X[i, c] * beta[d, c]
+            for k in range(q.shape[0]):
+                base = u_start[k] + idx[i, k] * q[k]
+                for a in range(q[k]):
+                    eta += Z[i, z_start[k] + a] * u[d, base + a]
+            if family == 1:
+                total += y[i] * eta - trials[i] * (math.log1p(math.exp(-abs(eta))) + max(eta, 0.0))
+            else:
+                sd_i = sigma[d] if family == 0 else trials[i]
+                total += -0.5 * ((y[i] - eta) / sd_i) ** 2 - math.log(sd_i) - _HALF_LOG_2PI
+        out[d] = total
+    return out
