@@ -37,7 +37,7 @@ from multilevel.engine.kernels.linearized import lin_effects, lin_logp_grad
 from multilevel.engine.noncentered import NCProblem
 from multilevel.engine.problem import Variable, factor_values
 
-__all__ = ["LinProblem", "Pilot", "lin_problem", "pilot"]
+__all__ = ["LinProblem", "Pilot", "decorrelating_map", "lin_problem", "pilot"]
 
 #: Penalised IRLS sweeps of the pilot (it need not converge: any pilot is exact).
 PILOT_SWEEPS = 10
@@ -97,6 +97,30 @@ def pilot(X: np.ndarray, y: np.ndarray, trials: np.ndarray, Z: np.ndarray, idx: 
         w, score = state()
         beta = beta + np.linalg.solve(X.T @ (w[:, None] * X) + ridge, X.T @ score)
     return Pilot(beta, b, state()[0])
+
+
+def decorrelating_map(info: np.ndarray) -> np.ndarray:
+    """``M`` with ``M M' = info^-1`` (upper triangular, from the Cholesky factor of ``info``);
+    when rounding has left a nearly singular ``info`` indefinite, the eigenvectors scaled by
+    the eigenvalues clipped at ``1e-8`` of the largest (any invertible ``M`` keeps the
+    posterior; this one keeps the sampler's scales sane).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = decorrelating_map(np.array([[4.0, 0.0], [0.0, 1.0]]))
+    >>> np.round(m @ m.T, 6).tolist()
+    [[0.25, 0.0], [0.0, 1.0]]
+    >>> m = decorrelating_map(np.array([[1.0, 1.0], [1.0, 1.0 - 1e-12]]))  # indefinite
+    >>> bool(np.all(np.isfinite(m)) and abs(np.linalg.det(m)) > 0)
+    True
+    """
+    try:
+        return np.linalg.inv(np.linalg.cholesky(info)).T
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(0.5 * (info + info.T))
+        vals = np.maximum(vals, 1e-8 * max(float(vals.max()), 1e-300))
+        return vecs / np.sqrt(vals)
 
 
 @dataclass(frozen=True)
@@ -205,7 +229,7 @@ def lin_problem(base: NCProblem) -> LinProblem | None:
     info = X.T @ (w[:, None] * X)
     info -= np.einsum("jap,jab,jbr->pr", D, np.linalg.inv(A + np.eye(q)), D)
     info += 1e-8 * np.mean(np.diag(info)) * np.eye(len(info)) + 1e-12 * np.eye(len(info))
-    M = np.linalg.inv(np.linalg.cholesky(info)).T  # cov(M w) = info^-1 for w ~ N(0, I)
+    M = decorrelating_map(info)  # cov(M w) = info^-1 for w ~ N(0, I)
     args = LinearizedArgs(
         X=X, y=a.y, trials=a.trials, Z=Z, idx=idx, q=q, correlated=bool(a.correlated[0]), A=A,
         c=c, D=D, beta0=fit.beta, M=M, b_fam=a.b_fam, b_par=a.b_par, sd_fam=a.sd_fam,
