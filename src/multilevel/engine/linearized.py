@@ -31,6 +31,7 @@ from scipy.special import expit
 
 from multilevel import naming
 from multilevel.design import Design
+from multilevel.design.statistics import group_cross, group_logistic
 from multilevel.engine.args import LinearizedArgs
 from multilevel.engine.kernels.common import SIGNED_FAMILIES
 from multilevel.engine.kernels.linearized import lin_effects, lin_logp_grad
@@ -45,24 +46,22 @@ PILOT_SWEEPS = 10
 
 @dataclass(frozen=True)
 class Pilot:
-    """A pilot fit: fixed effects, group effects (``levels x q``) and the working weights."""
+    """A pilot fit: fixed effects, group effects (``levels x q``), and at them the (clipped)
+    linear predictor, working weights ``n p (1 - p)`` and score ``y - n p`` of every row."""
 
     beta: np.ndarray
     b: np.ndarray
+    eta: np.ndarray
     weights: np.ndarray
-
-
-def _group_sum(values: np.ndarray, idx: np.ndarray, levels: int) -> np.ndarray:
-    """Sums of ``values`` (rows first) within each group."""
-    out = np.zeros((levels, *values.shape[1:]))
-    np.add.at(out, idx, values)
-    return out
+    score: np.ndarray
 
 
 def pilot(X: np.ndarray, y: np.ndarray, trials: np.ndarray, Z: np.ndarray, idx: np.ndarray,
           levels: int, sweeps: int = PILOT_SWEEPS) -> Pilot:
-    """Penalised IRLS for the binomial model: Newton steps for the fixed effects (a tiny ridge)
-    and for every group's effects (a ``N(0, I)`` penalty on the logit scale), alternating.
+    """Penalised IRLS for the binomial model: the fixed effects of the model without groups
+    (:func:`~multilevel.design.statistics.group_logistic`, 0 where it diverges), then
+    alternating Newton steps for every group's effects (a ``N(0, I)`` penalty on the logit
+    scale) and for the fixed effects (a tiny ridge).
 
     Examples
     --------
@@ -75,28 +74,25 @@ def pilot(X: np.ndarray, y: np.ndarray, trials: np.ndarray, Z: np.ndarray, idx: 
     >>> bool(abs(fit.beta[0] - np.log(0.3 / 0.7)) < 0.3)
     True
     """
-    p, q = X.shape[1], Z.shape[1]
+    n, p, q = X.shape[0], X.shape[1], Z.shape[1]
     ridge = 1e-6 * np.eye(p)
-    beta, b = np.zeros(p), np.zeros((levels, q))
+    one = np.zeros(n, dtype=np.int64)
+    beta = np.nan_to_num(group_logistic(X, one, y, trials, np.zeros(n), 1)[0])
+    b = np.zeros((levels, q))
 
-    def state() -> tuple[np.ndarray, np.ndarray]:
+    def state() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         eta = np.clip(X @ beta + np.einsum("ia,ia->i", Z, b[idx]), -30.0, 30.0)
         prob = expit(eta)
-        return trials * prob * (1 - prob), y - trials * prob
+        return eta, trials * prob * (1 - prob), y - trials * prob
 
-    for _ in range(25):  # fixed effects alone first
-        w, score = state()
-        step = np.linalg.solve(X.T @ (w[:, None] * X) + ridge, X.T @ score)
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-8:
-            break
     for _ in range(sweeps):
-        w, score = state()
-        hess = _group_sum(w[:, None, None] * Z[:, :, None] * Z[:, None, :], idx, levels) + np.eye(q)
-        b = b + np.linalg.solve(hess, (_group_sum(Z * score[:, None], idx, levels) - b)[..., None])[..., 0]
-        w, score = state()
+        _, w, score = state()
+        hess = group_cross(idx, levels, Z * w[:, None], Z) + np.eye(q)
+        grad = group_cross(idx, levels, Z, score[:, None])[..., 0] - b
+        b = b + np.linalg.solve(hess, grad[..., None])[..., 0]
+        _, w, score = state()
         beta = beta + np.linalg.solve(X.T @ (w[:, None] * X) + ridge, X.T @ score)
-    return Pilot(beta, b, state()[0])
+    return Pilot(beta, b, *state())
 
 
 def decorrelating_map(info: np.ndarray) -> np.ndarray:
@@ -220,12 +216,11 @@ def lin_problem(base: NCProblem) -> LinProblem | None:
     X, Z, idx = d.X, g.Z, g.index.astype(np.int64)
     fit = pilot(X, a.y, a.trials, Z, idx, g.n_levels)
     w, q = fit.weights, g.n_terms
-    eta = X @ fit.beta + np.einsum("ia,ia->i", Z, fit.b[idx])
-    prob = expit(np.clip(eta, -30.0, 30.0))
-    work = w * eta + a.y - a.trials * prob  # W times the working response, without dividing by W
-    A = _group_sum(w[:, None, None] * Z[:, :, None] * Z[:, None, :], idx, g.n_levels)
-    c = _group_sum(Z * work[:, None], idx, g.n_levels)
-    D = _group_sum(w[:, None, None] * Z[:, :, None] * X[:, None, :], idx, g.n_levels)
+    work = w * fit.eta + fit.score  # W times the working response, without dividing by W
+    wz = Z * w[:, None]
+    A = group_cross(idx, g.n_levels, wz, Z)
+    c = group_cross(idx, g.n_levels, Z, work[:, None])[..., 0]
+    D = group_cross(idx, g.n_levels, wz, X)
     info = X.T @ (w[:, None] * X)
     info -= np.einsum("jap,jab,jbr->pr", D, np.linalg.inv(A + np.eye(q)), D)
     info += 1e-8 * np.mean(np.diag(info)) * np.eye(len(info)) + 1e-12 * np.eye(len(info))

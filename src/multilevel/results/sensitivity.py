@@ -61,6 +61,7 @@ from multilevel.engine.kernels.marginal import marginal_loglik_draws
 from multilevel.engine.kernels.nested import nested_loglik_draws
 from multilevel.engine.kernels.noncentered import rows_loglik_draws
 from multilevel.engine.kernels.serial import serial_loglik_draws
+from multilevel.engine.noncentered import nc_problem
 from multilevel.engine.recovery import lambda_draws, over_draws
 from multilevel.results.core import draws_of
 from multilevel.results.loglik import pointwise_log_likelihood
@@ -184,33 +185,23 @@ def _rows_log_likelihood(fit: FitRecord) -> np.ndarray:
     """:func:`summed_log_likelihood` of a non-marginal fit (design collapsed) by the compiled
     kernel, with the binomial constant ``sum log C(n, y)`` added back."""
     design, post = fit.design, fit.posterior
-    y = design.y
+    a = nc_problem(design, fit.resolved_priors).args  # the rows as the non-centered kernel reads them
     beta = np.ascontiguousarray(draws_of(post, naming.FIXED).reshape(-1, design.X.shape[1]))
     n_draws = beta.shape[0]
     u = np.ascontiguousarray(np.concatenate(
         [draws_of(post, naming.effect_name(g.factor)).reshape(n_draws, -1) for g in design.groups],
         axis=1))
-    q = np.array([g.n_terms for g in design.groups], dtype=np.int64)
-    sizes = np.array([g.n_levels * g.n_terms for g in design.groups], dtype=np.int64)
-    u_start, z_start = np.r_[0, np.cumsum(sizes)[:-1]], np.r_[0, np.cumsum(q)[:-1]]
-    Z = np.ascontiguousarray(np.column_stack([g.Z for g in design.groups]))
-    idx = np.ascontiguousarray(np.column_stack([g.index for g in design.groups]).astype(np.int64))
+    u_start = np.r_[0, np.cumsum(a.levels * a.q)[:-1]].astype(np.int64)
+    sigma = (np.ascontiguousarray(draws_of(post, naming.SIGMA).ravel()) if a.family == 0
+             else np.ones(n_draws))
     const = 0.0
-    if design.spec.is_logistic:
-        family = 1
-        trials = design.trials if design.trials is not None else np.ones_like(y)
-        const = float(np.sum(gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)))
-        sigma = np.ones(n_draws)
-    elif design.se is not None:
-        family, trials, sigma = 2, design.se, np.ones(n_draws)
-    else:
-        family, trials = 0, np.ones_like(y)
-        sigma = np.ascontiguousarray(draws_of(post, naming.SIGMA).ravel())
-    X = np.ascontiguousarray(design.X)
+    if a.family == 1:
+        n, y = a.trials, a.y
+        const = float(np.sum(gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)))
 
     def run(s: slice) -> np.ndarray:
-        return rows_loglik_draws(beta[s], u[s], sigma[s], X, y, trials, Z, z_start, idx, q,
-                                 u_start, family)
+        return rows_loglik_draws(beta[s], u[s], sigma[s], a.X, a.y, a.trials, a.Z, a.z_start,
+                                 a.idx, a.q, u_start, a.family)
 
     return over_draws(run, n_draws) + const
 
