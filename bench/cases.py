@@ -4,7 +4,8 @@ Tools: ``ours`` (``multilevel.fit_hierarchical`` as users call it, the frequenti
 posterior), ``ours_bayes`` (the Bayesian part alone, ``frequentist=False``), ``freq`` (our
 REML/Laplace fit, :func:`multilevel.frequentist.fit_frequentist`), ``bambi_nutpie`` and
 ``bambi_pymc`` (bambi 0.21 with ``inference_method='nutpie'`` and with PyMC's default NUTS), and
-the R peers ``rstanarm`` and ``brms`` (``rpeers.py``, when R and the packages are installed).
+the R peers ``rstanarm`` and ``brms`` (``rpeers.py``, when R and the packages are installed), and
+``lme4`` (REML / Laplace in R), the peer of ``freq``.
 
 ``--quick`` keeps the same models but with 2 chains x 200 draws (200 tune) and shrinks the
 simulated data (:attr:`Case.quick_rows`, :attr:`Case.quick_groups`), so the harness runs in
@@ -28,7 +29,7 @@ import simulate
 __all__ = ["ALL_TOOLS", "BAMBI_TOOLS", "CASES", "QUICK_CASES", "R_TOOLS", "Case", "get_case"]
 
 BAMBI_TOOLS = ("bambi_nutpie", "bambi_pymc")
-R_TOOLS = ("rstanarm", "brms")
+R_TOOLS = ("rstanarm", "brms", "lme4")
 ALL_TOOLS = ("ours", "ours_bayes", "freq", *BAMBI_TOOLS, *R_TOOLS)
 QUICK_SETTINGS = {"draws": 200, "tune": 200, "chains": 2}
 
@@ -41,7 +42,7 @@ class Case:
     formula: str
     family: str
     source: str  # 'hsb82', 'sleepstudy' (bundled) or a generator name in simulate.py
-    group: str  # the grouping column
+    group: str  # the grouping column (with crossed factors: the one with the most levels)
     tools: tuple[str, ...] = ALL_TOOLS
     n_rows: int | None = None  # simulated cases only
     n_groups: int | None = None
@@ -81,6 +82,10 @@ CASES: dict[str, Case] = {
             "sim_logit_50k", "y ~ x + (1 + x | g)", "bernoulli", "sim_logit_slope", "g",
             n_rows=50_000, n_groups=500, quick_rows=2_000, quick_groups=40,
             tools=("ours", "ours_bayes", "freq", *BAMBI_TOOLS),
+        ),
+        Case(
+            "insteval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)", "gaussian", "insteval", "s",
+            tools=("ours", "ours_bayes", "freq", "bambi_nutpie", "lme4"),
         ),
         Case(
             "sim_gauss_10m", "y ~ x + (1 | g)", "gaussian", "sim_gauss_intercept", "g",

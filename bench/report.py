@@ -26,7 +26,8 @@ PACKAGES = ("multilevel", "bambi", "pymc", "pytensor", "nutpie", "numba", "arviz
 COLUMNS = ("case", "rows", "groups", "tool", "ok/seeds", "wall s", "min bulk ESS", "worst param",
            "ESS/s", "div", "ESS/s x", "wall x", "peak RSS MiB")
 SECOND_COLUMNS = ("2nd fit wall s", "2nd fit ESS/s x")
-RATIO_TOOLS = ("ours_bayes", "bambi_nutpie", "bambi_pymc", "rstanarm", "brms")
+RATIO_TOOLS = ("ours_bayes", "bambi_nutpie", "bambi_pymc", "rstanarm", "brms", "lme4")
+BASE = {"lme4": "freq"}  # the tool of ours each peer is paired with (default: ours)
 
 
 def _fmt(value: Any) -> str:
@@ -68,8 +69,9 @@ def _by_case(results: list[dict]) -> dict[str, dict[str, list[dict]]]:
 
 def paired_ratios(runs: dict[str, list[dict]], tool: str, key: str, invert: bool) -> list[float]:
     """Per seed: ours' ``key`` over the tool's (or the tool's over ours with ``invert``), for the
-    seeds where both ran."""
-    ours = {r.get("seed"): r for r in runs.get("ours", []) if r.get("status") == "ok"}
+    seeds where both ran; ours is :data:`BASE`'s tool for the peer (default ``ours``)."""
+    base = BASE.get(tool, "ours")
+    ours = {r.get("seed"): r for r in runs.get(base, []) if r.get("status") == "ok"}
     out = []
     for r in runs.get(tool, []):
         o = ours.get(r.get("seed"))
@@ -147,6 +149,20 @@ def _logit(t):
     return ratio >= 20, f"median ESS/s {ratio:.2f}x bambi+nutpie"
 
 
+def _insteval(t):
+    reml = _median(paired_ratios(t, "lme4", "wall_s", False))  # freq wall / lme4 wall
+    if reml is None:
+        raise KeyError("lme4 has no run paired with freq")
+    bayes = t.get("bambi_nutpie", [])
+    done = [r for r in bayes if r.get("status") == "ok"]
+    if done and len(done) == len(bayes):
+        versus = f"ours ESS/s {_ess_ratio(t, 'bambi_nutpie'):.1f}x bambi+nutpie"
+    else:
+        statuses = ", ".join(sorted({r["status"] for r in bayes})) or "not run"
+        versus = f"bambi+nutpie: {statuses} ({len(done)}/{len(bayes)} finished)"
+    return reml <= 0.2, f"REML wall {reml:.2f}x lme4's (median); {versus}"
+
+
 def _big(t):
     rss = max(r["peak_rss_mib"] for r in t["ours"])
     return rss <= 2048, f"peak RSS {rss:.0f} MiB"
@@ -158,6 +174,8 @@ TARGETS = (
     ("sim_gauss_200k", "sim_gauss_200k: wall < 15 s and ESS/s >= 200x bambi+nutpie", _gauss200k),
     ("contraception", "contraception: ESS/s >= 20x bambi+nutpie", _logit),
     ("sim_logit_50k", "sim_logit_50k: ESS/s >= 20x bambi+nutpie", _logit),
+    ("insteval", "insteval: REML wall <= 0.2x lme4's; Bayesian fit against bambi+nutpie "
+     "(900 s cap, no ratio target)", _insteval),
     ("sim_gauss_10m", "sim_gauss_10m: peak RSS <= 2 GiB", _big),
 )
 

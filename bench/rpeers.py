@@ -1,5 +1,7 @@
 """The R peers of a benchmark case: rstanarm (``stan_lmer`` / ``stan_glmer``, precompiled Stan)
-and brms (``brm``, backend rstan, compiled per model), run through ``Rscript``.
+and brms (``brm``, backend rstan, compiled per model), run through ``Rscript``; and lme4
+(``lmer`` REML / ``glmer`` Laplace, lme4's defaults), the peer of our frequentist fit, timed the
+same way with no ESS.
 
 Each fit runs 4 chains x 2000 iterations (1000 warm-up), ``cores`` = the machine's cores, the
 case's seed. The wall time is taken inside R around the fitting call alone (brms's compilation
@@ -25,7 +27,7 @@ import pandas as pd
 
 __all__ = ["R_TOOLS", "available", "fit_r"]
 
-R_TOOLS = ("rstanarm", "brms")
+R_TOOLS = ("rstanarm", "brms", "lme4")
 
 _SCRIPT = r"""
 suppressMessages({library(jsonlite); library(rstan); library(%(pkg)s)})
@@ -49,12 +51,26 @@ writeLines(toJSON(list(wall_s = wall, min_ess = min(ess), min_ess_param = names(
                   auto_unbox = TRUE, digits = NA), args[2])
 """
 
+_LME4 = r"""
+suppressMessages({library(jsonlite); library(lme4)})
+args <- commandArgs(trailingOnly = TRUE)
+df <- read.csv(args[1], stringsAsFactors = TRUE)
+for (g in strsplit("%(factors)s", ",")[[1]]) df[[g]] <- factor(df[[g]])
+t0 <- Sys.time()
+%(fit)s
+wall <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+writeLines(toJSON(list(wall_s = wall, loglik = as.numeric(logLik(fit)), r_version = R.version.string,
+                       pkg_version = as.character(packageVersion("lme4"))),
+                  auto_unbox = TRUE, digits = NA), args[2])
+"""
+
 
 def available(tool: str) -> tuple[bool, str]:
     """Whether ``Rscript`` and the tool's R packages can be used, and why not."""
     if shutil.which("Rscript") is None:
         return False, "Rscript not found (apt-get install r-base-core)"
-    pkgs = f"library(rstan); library(jsonlite); library({tool})"
+    pkgs = ("library(jsonlite); library(lme4)" if tool == "lme4"
+            else f"library(rstan); library(jsonlite); library({tool})")
     out = subprocess.run(["Rscript", "-e", f"suppressMessages({{{pkgs}}})"], capture_output=True,
                          text=True, check=False)
     if out.returncode != 0:
@@ -65,6 +81,9 @@ def available(tool: str) -> tuple[bool, str]:
 
 def _call(tool: str, formula: str, family: str, seed: int) -> tuple[str, str, str]:
     fam = {"gaussian": "gaussian()", "bernoulli": "binomial(link = 'logit')"}[family]
+    if tool == "lme4":  # the frequentist peer of our freq tool: REML / Laplace
+        call = "lmer(" if family == "gaussian" else f"glmer(family = {fam}, formula = "
+        return f"fit <- {call}{formula}, data = df)", "", ""
     if tool == "rstanarm":
         fn = "stan_lmer" if family == "gaussian" else "stan_glmer"
         extra = "" if family == "gaussian" else f", family = {fam}"
@@ -81,8 +100,9 @@ def fit_r(tool: str, formula: str, family: str, df: pd.DataFrame, factors: list[
           seed: int, limit_s: float = 3600.0) -> dict:
     """Fit with an R peer; returns wall_s, min_ess, min_ess_param, divergences, ess, versions."""
     fit, stanfit, drop = _call(tool, formula, family, seed)
-    script = _SCRIPT % {"pkg": tool, "factors": ",".join(factors), "fit": fit, "stanfit": stanfit,
-                        "drop": drop.replace("\\", "\\\\")}
+    template = _LME4 if tool == "lme4" else _SCRIPT
+    script = template % {"pkg": tool, "factors": ",".join(factors), "fit": fit, "stanfit": stanfit,
+                         "drop": drop.replace("\\", "\\\\")}
     with tempfile.TemporaryDirectory() as tmp:
         csv, out, src = Path(tmp) / "data.csv", Path(tmp) / "out.json", Path(tmp) / "fit.R"
         df.to_csv(csv, index=False)

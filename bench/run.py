@@ -35,6 +35,8 @@ import report
 import rpeers
 from cases import BAMBI_TOOLS, CASES, QUICK_CASES, R_TOOLS, get_case
 
+SAMPLING_R_TOOLS = ("rstanarm", "brms")  # --r-cases limits these; lme4 runs wherever listed
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
@@ -183,7 +185,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
         case = get_case(name, quick=args.quick)
         tools = [t for t in case.tools if args.tool_list is None or t in args.tool_list]
         for tool in tools:
-            if tool in R_TOOLS and args.r_cases and name not in args.r_cases.split(","):
+            if tool in SAMPLING_R_TOOLS and args.r_cases and name not in args.r_cases.split(","):
                 args.skipped.append(f"{tool} not run on {name} in this run (--r-cases)")
                 continue
             if tool in R_TOOLS:
@@ -232,7 +234,9 @@ def notes(results: list[dict], args: argparse.Namespace, warmup_s: float) -> str
         "parameter - a slightly easier model than ours.",
         "- *ESS/s x* = our ESS/s / the tool's; *wall x* = the tool's wall / ours (> 1: ours "
         "faster). *div*: divergent transitions after warm-up.",
-        "- *freq*: our REML (Gaussian) / Laplace (logistic) fit via mixedlm, timed the same way.",
+        "- *freq*: our REML (Gaussian) / Laplace (logistic) fit via mixedlm, timed the same way. "
+        "*lme4*: `lmer` (REML) / `glmer` (Laplace) with lme4's defaults, timed inside R around "
+        "the fitting call; its *wall x* is lme4's wall / freq's (> 1: freq faster).",
         f"- Time limits: {args.bambi_timeout:.0f} s per bambi fit, {args.timeout:.0f} s for ours "
         f"and freq; memory limit {args.mem_limit_gib:.0f} GiB RSS. *timeout* / *memory* rows "
         "were killed at the limit.",

@@ -112,10 +112,12 @@ def measure_r(case, tool: str, seed: int) -> dict[str, Any]:
         levels = (list(df[response].cat.categories) if isinstance(df[response].dtype, pd.CategoricalDtype)
                   else sorted(df[response].unique()))
         df = df.assign(**{response: (df[response] == levels[1]).astype(int)})  # R: 2nd level = 1
-    r = rpeers.fit_r(tool, case.formula, case.family, df, [case.group], seed)
+    factors = [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)]
+    r = rpeers.fit_r(tool, case.formula, case.family, df, factors or [case.group], seed)
+    sampled = ({"draws": 1000, "tune": 1000, "chains": 4, "ess_per_s": r["min_ess"] / r["wall_s"]}
+               if "min_ess" in r else {})
     return {"case": case.name, "tool": tool, "status": "ok", "seed": seed, "n_rows": len(df),
-            "n_groups": int(df[case.group].nunique()), "draws": 1000, "tune": 1000, "chains": 4,
-            "ess_per_s": r["min_ess"] / r["wall_s"], **r}
+            "n_groups": int(df[case.group].nunique()), **sampled, **r}
 
 
 def second_fit(case, tool: str, df, draws: int) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def measure(case_name: str, tool: str, quick: bool, bambi_draws: int | None,
     case = get_case(case_name, quick=quick)
     if seed is not None:
         case = replace(case, seed=seed)
-    if tool in ("rstanarm", "brms"):
+    if tool in ("rstanarm", "brms", "lme4"):
         return measure_r(case, tool, case.seed)
     draws = bambi_draws if (bambi_draws and tool.startswith("bambi")) else case.draws
     _import(tool)

@@ -6,8 +6,9 @@ treatment-contrast reference exactly as in the lme4 fits of the same data.
 Examples
 --------
 >>> from multilevel import datasets
->>> datasets.names()
-['blackmore', 'cbpp', 'contraception', 'course_example', 'eight_schools', 'hsb82', 'radon', 'sleepstudy']
+>>> datasets.names()  # doctest: +NORMALIZE_WHITESPACE
+['blackmore', 'cbpp', 'contraception', 'course_example', 'eight_schools', 'hsb82', 'insteval',
+ 'radon', 'sleepstudy']
 >>> df = datasets.load("hsb82")
 >>> df.shape, list(df["sector"].cat.categories)
 ((7185, 8), ['Public', 'Catholic'])
@@ -32,6 +33,7 @@ _FILES = {
     "course_example": "course_example.csv",
     "eight_schools": "eight_schools.csv",
     "hsb82": "Hsb82.csv",
+    "insteval": "InstEval.csv.gz",
     "radon": "radon.csv",
     "sleepstudy": "sleepstudy.csv",
 }
@@ -63,8 +65,9 @@ def load(name: str) -> pd.DataFrame:
     key = name.lower()
     if key not in _FILES:
         raise DataError(f"No bundled dataset {name!r}: choose one of {', '.join(names())}.")
-    with files(__name__).joinpath("data", _FILES[key]).open() as fh:
-        df = pd.read_csv(fh)
+    name_ = _FILES[key]
+    with files(__name__).joinpath("data", name_).open("rb") as fh:
+        df = pd.read_csv(fh, compression="gzip" if name_.endswith(".gz") else None)
     for col, levels in _levels().get(key, {}).items():
         df[col] = pd.Categorical(df[col].astype(str), categories=levels)
     return df

@@ -51,10 +51,12 @@ from typing import Any
 import mixedlm
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from multilevel.design import Design
 from multilevel.design.statistics import fitted_variance
 from multilevel.errors import DataError, SpecError
+from multilevel.frequentist.condvar import MAX_DENSE, Block, inverse_diagonal_blocks
 from multilevel.frequentist.deviance import hessian
 from multilevel.frequentist.result import FrequentistFit, GroupCovariance
 from multilevel.spec.model import ModelSpec
@@ -272,13 +274,16 @@ def _glmm_vcov(
 
 def _ranef_table(res: Any, design: Design) -> pd.DataFrame:
     """Conditional modes and sds in the design's level order and names."""
-    out = res.ranef(condVar=True)
+    variances = _conditional_variances(res)
+    out = res.ranef(condVar=variances is None)
+    values = out if variances is not None else out.values
     frames = []
     for k, (g, (_, s)) in enumerate(zip(design.groups, _structures(res, design), strict=True)):
         pos = np.array([s.level_map[f"L{c:07d}"] for c in range(g.n_levels)])
         zs = [f"z{k}_{j}" for j in range(g.n_terms)]
-        modes = np.column_stack([np.asarray(out.values[f"g{k}"][z], float)[pos] for z in zs])
-        var = np.column_stack([np.asarray(out.condVar[f"g{k}"][z], float)[pos] for z in zs])
+        modes = np.column_stack([np.asarray(values[f"g{k}"][z], float)[pos] for z in zs])
+        var = (np.column_stack([np.asarray(out.condVar[f"g{k}"][z], float)[pos] for z in zs])
+               if variances is None else variances[f"g{k}"][pos])
         frames.append(
             pd.DataFrame(
                 {
@@ -291,6 +296,37 @@ def _ranef_table(res: Any, design: Design) -> pd.DataFrame:
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def _conditional_variances(res: Any, max_dense: int = MAX_DENSE) -> dict[str, np.ndarray] | None:
+    """Conditional variances of the random effects, ``(n_levels, q)`` per mixedlm factor, in
+    mixedlm's level order: the same quantity as ``res.ranef(condVar=True)`` (lme4's
+    ``condVar``, scaled by sigma^2 for Gaussian fits), computed from the level blocks of the
+    inverse precision (:mod:`multilevel.frequentist.condvar`). None when the factors other
+    than the largest have more than ``max_dense`` effects (mixedlm's column solves then)."""
+    if hasattr(res, "_weighted_projection"):  # lmer: the factor cached for vcov
+        proj = res._weighted_projection
+        precision, lam, scale = proj.random_factor.precision, proj.lambda_matrix, res.sigma**2
+    else:  # glmer: the working system at the mode
+        system = res._working_random_system
+        precision, lam, scale = system.precision, system.Lambda, 1.0
+    structs, blocks, offset = res.matrices.random_structures, [], 0
+    if len({s.grouping_factor for s in structs}) < len(structs):
+        return None  # a factor split over several terms: mixedlm sums them
+    for s in structs:
+        blocks.append(Block(offset, s.n_levels, s.n_terms))
+        offset += s.n_levels * s.n_terms
+    inverse = inverse_diagonal_blocks(precision, blocks, max_dense)
+    if inverse is None:
+        return None
+    lam = sparse.csr_matrix(lam)
+    out = {}
+    for s, blk, inv in zip(structs, blocks, inverse, strict=True):
+        cols = slice(blk.offset, blk.offset + blk.n_terms)
+        L = lam[cols, cols].toarray()  # the same relative factor for every level
+        cov = np.einsum("ab,lbc,dc->lad", L, inv, L) * scale
+        out[s.grouping_factor] = np.diagonal(cov, axis1=1, axis2=2).copy()
+    return out
 
 
 def random_variances(design: Design, groups: tuple[GroupCovariance, ...]) -> tuple[float, ...]:
