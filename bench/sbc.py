@@ -19,6 +19,8 @@ Kinds (``KINDS``), one per sampler path:
 * ``bernoulli_nc``: the ``bernoulli`` model with ``parameterization='noncentered'`` (the path
   of logistic models with several grouping factors);
 * ``nested``: two nested factors ``(1 | a/b)`` (nested marginal);
+* ``crossed``: Gaussian crossed intercepts ``(1 | a) + (1 | b) + (1 | c)``, ``c`` nested in
+  ``b`` (linearized: conditional coordinates for ``a`` and ``c``, ``b`` non-centered);
 * ``meta``: known-SE meta-analysis ``y | se(s) ~ 1 + (1 | study)`` (non-centered);
 * ``ar1``: varying intercept with AR(1) residuals along integer times (marginal with R(phi)).
 
@@ -138,6 +140,20 @@ def _sim_nested(rng):
     return df, {"Intercept": b0, "x": b1, "sd(a)": sd_a, "sd(a:b)": sd_ab, "sigma": sigma}
 
 
+def _sim_crossed(rng):
+    n, n_a, n_b = 240, 12, 5
+    a, b = rng.integers(0, n_a, n), rng.integers(0, n_b, n)
+    c = 3 * b + rng.integers(0, 3, n)
+    b0, b1, sd_a, sd_b, sd_c, sigma = *rng.normal(size=2), *np.abs(rng.normal(size=4))
+    x = rng.normal(size=n)
+    y = (b0 + b1 * x + rng.normal(0, sd_a, n_a)[a] + rng.normal(0, sd_b, n_b)[b]
+         + rng.normal(0, sd_c, 3 * n_b)[c] + rng.normal(0, sigma, n))
+    df = pd.DataFrame({"y": y, "x": x, "a": [f"a{j}" for j in a], "b": [f"b{j}" for j in b],
+                       "c": [f"c{j}" for j in c]})
+    return df, {"Intercept": b0, "x": b1, "sd(a)": sd_a, "sd(b)": sd_b, "sd(c)": sd_c,
+                "sigma": sigma}
+
+
 def _sim_meta(rng):
     k = 15
     mu, tau = rng.normal(), abs(rng.normal())
@@ -178,6 +194,8 @@ KINDS = {k.name: k for k in (
     Kind("bernoulli_nc", "y ~ x + (1 | g)", "bernoulli", LOGIT, _sim_bernoulli, "noncentered",
          "noncentered"),
     Kind("nested", "y ~ x + (1 | a/b)", "gaussian", GAUSS, _sim_nested, "marginal"),
+    Kind("crossed", "y ~ x + (1 | a) + (1 | b) + (1 | c)", "gaussian", GAUSS, _sim_crossed,
+         "linearized"),
     Kind("meta", "y | se(s) ~ 1 + (1 | study)", "gaussian",
          {"Intercept": NORMAL, "sd": HALF}, _sim_meta, "noncentered"),
     Kind("ar1", "y ~ x + (1 | g) + ar1(t | g)", "gaussian", GAUSS, _sim_ar1, "marginal"),

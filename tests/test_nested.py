@@ -13,7 +13,8 @@ references.
 * NUTS on the marginal and on the non-centered model give the same posterior (means and sds of
   every parameter and every group effect within 4 combined MCSE).
 * Which designs count as nested: ``(1 | a/b)`` and ``(1 | a) + (1 | a:b)`` yes; crossed
-  factors and three factors no (they fall back to non-centered and say why).
+  factors and three factors no (scalar terms then go linearized, others non-centered with a
+  note saying why).
 """
 
 from __future__ import annotations
@@ -78,13 +79,18 @@ def test_nesting_is_detected():
         assert choose_parameterization(design, "auto") == ("marginal", None)
     crossed = build_design(ModelSpec.from_formula("y ~ x + (1 | school) + (1 | klass)"), df)
     assert nesting(crossed) is None
-    param, note = choose_parameterization(crossed, "auto")
-    assert param == "noncentered" and "crossed" in note
+    assert choose_parameterization(crossed, "auto") == ("linearized", None)  # scalar terms
     with pytest.raises(SpecError, match="crossed"):
         choose_parameterization(crossed, "marginal")
+    slopes = build_design(ModelSpec.from_formula("y ~ x + (1 + x | school) + (1 | klass)"), df)
+    param, note = choose_parameterization(slopes, "auto")
+    assert param == "noncentered" and "crossed" in note
     df3 = df.assign(pupil=np.arange(len(df)) % 2)
     three = build_design(ModelSpec.from_formula("y ~ x + (1 | school/klass/pupil)"), df3)
-    assert len(three.groups) == 3 and choose_parameterization(three, "auto")[0] == "noncentered"
+    assert len(three.groups) == 3 and choose_parameterization(three, "auto")[0] == "linearized"
+    slopes3 = build_design(ModelSpec.from_formula("y ~ x + (1 + x | school) + (1 | school:klass) + "
+                                                  "(1 | school:klass:pupil)"), df3)
+    assert choose_parameterization(slopes3, "auto")[0] == "noncentered"
 
 
 def test_compiled_and_pytensor_loglik_equal_dense(small):

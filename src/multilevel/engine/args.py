@@ -42,6 +42,7 @@ from multilevel.model.priors import ResolvedPriors
 from multilevel.spec.terms import Prior
 
 __all__ = [
+    "CrossedArgs",
     "HyperArgs",
     "KernelArgs",
     "LinearizedArgs",
@@ -269,6 +270,40 @@ class LinearizedArgs(KernelArgs):
     sd_fam: np.ndarray = arg("i1")
     sd_par: np.ndarray = arg("f2")
     eta: float = arg("f")
+
+
+@dataclass(frozen=True, eq=False)
+class CrossedArgs(KernelArgs):
+    """:func:`multilevel.engine.kernels.crossed.crossed_logp_grad`: the cross-products of a
+    Gaussian model with one scalar term per grouping factor (``X'X``, ``X'y``, ``y'y``, the
+    number of rows; each level's ``Z'X``, ``Z'y``, ``Z'Z`` at its ``zeta`` position; every pair
+    of factors' ``C_fg = Z_f'Z_g`` in compressed rows), the parameter layout with each
+    factor's number of levels, the order the factors are taken in and which are sampled
+    conditionally (the others non-centered), the fixed effects' affine map (``beta0``, ``M``)
+    and the priors."""
+
+    XtX: np.ndarray = arg("f2")
+    Xty: np.ndarray = arg("f1")
+    yty: float = arg("f")
+    n_total: float = arg("f")
+    NX: np.ndarray = arg("f2")
+    ny: np.ndarray = arg("f1")
+    nsq: np.ndarray = arg("f1")
+    layout: np.ndarray = arg("i2")
+    order: np.ndarray = arg("i1")
+    conditional: np.ndarray = arg("b1")
+    cr_start: np.ndarray = arg("i2")
+    cr_ptr: np.ndarray = arg("i1")
+    cr_col: np.ndarray = arg("i1")
+    cr_val: np.ndarray = arg("f1")
+    beta0: np.ndarray = arg("f1")
+    M: np.ndarray = arg("f2")
+    b_fam: np.ndarray = arg("i1")
+    b_par: np.ndarray = arg("f2")
+    sd_fam: np.ndarray = arg("i1")
+    sd_par: np.ndarray = arg("f2")
+    sig_fam: int = arg("i")
+    sig_par: np.ndarray = arg("f1")
 
 
 def pack(record: KernelArgs) -> tuple[np.ndarray, list[np.ndarray]]:

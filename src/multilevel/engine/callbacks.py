@@ -22,7 +22,7 @@ Return codes follow nutpie's: ``0`` ok, ``3`` non-finite gradient, ``4`` non-fin
 Examples
 --------
 >>> sorted(RECORDS)
-['hyper', 'linearized', 'marginal', 'nested', 'noncentered', 'serial']
+['crossed', 'hyper', 'linearized', 'marginal', 'nested', 'noncentered', 'serial']
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from numba.extending import intrinsic
 
 from multilevel.engine.args import (
     SLOT,
+    CrossedArgs,
     HyperArgs,
     LinearizedArgs,
     MarginalArgs,
@@ -45,6 +46,7 @@ from multilevel.engine.args import (
     NoncenteredArgs,
     SerialArgs,
 )
+from multilevel.engine.kernels.crossed import crossed_logp_grad
 from multilevel.engine.kernels.hyper import hyper_logp_grad
 from multilevel.engine.kernels.linearized import lin_logp_grad
 from multilevel.engine.kernels.marginal import logp_grad
@@ -61,12 +63,14 @@ _C = NoncenteredArgs.slots()
 _R = SerialArgs.slots()
 _H = HyperArgs.slots()
 _L = LinearizedArgs.slots()
+_X = CrossedArgs.slots()
 _M_SIZE = MarginalArgs.header_size()
 _N_SIZE = NestedArgs.header_size()
 _C_SIZE = NoncenteredArgs.header_size()
 _R_SIZE = SerialArgs.header_size()
 _H_SIZE = HyperArgs.header_size()
 _L_SIZE = LinearizedArgs.header_size()
+_X_SIZE = CrossedArgs.header_size()
 
 
 @intrinsic
@@ -221,6 +225,42 @@ def _linearized_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs
     return _finish(lp, grad, out, logp_, dim)
 
 
+def _crossed_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
+    h = numba.carray(user_data, (_X_SIZE,), np.int64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    try:
+        XtX = _f2(h, _X.XtX)
+        Xty = _f1(h, _X.Xty)
+        yty = _flt(h, _X.yty)
+        n_total = _flt(h, _X.n_total)
+        NX = _f2(h, _X.NX)
+        ny = _f1(h, _X.ny)
+        nsq = _f1(h, _X.nsq)
+        layout = _i2(h, _X.layout)
+        order = _i1(h, _X.order)
+        conditional = _b1(h, _X.conditional)
+        cr_start = _i2(h, _X.cr_start)
+        cr_ptr = _i1(h, _X.cr_ptr)
+        cr_col = _i1(h, _X.cr_col)
+        cr_val = _f1(h, _X.cr_val)
+        beta0 = _f1(h, _X.beta0)
+        M = _f2(h, _X.M)
+        b_fam = _i1(h, _X.b_fam)
+        b_par = _f2(h, _X.b_par)
+        sd_fam = _i1(h, _X.sd_fam)
+        sd_par = _f2(h, _X.sd_par)
+        sig_fam = _int(h, _X.sig_fam)
+        sig_par = _f1(h, _X.sig_par)
+        lp, grad = crossed_logp_grad(
+            x, XtX, Xty, yty, n_total, NX, ny, nsq, layout, order, conditional, cr_start, cr_ptr,
+            cr_col, cr_val, beta0, M, b_fam, b_par, sd_fam, sd_par, sig_fam, sig_par,
+        )
+    except Exception:  # noqa: BLE001
+        return 1
+    return _finish(lp, grad, out, logp_, dim)
+
+
 def _noncentered_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs compiled
     h = numba.carray(user_data, (_C_SIZE,), np.int64)
     x = numba.carray(x_, (dim,))
@@ -342,11 +382,14 @@ _LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double), types.CPoint
 _EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
                           types.CPointer(types.double), types.voidptr)
 _RAW = {"marginal": _marginal_raw, "noncentered": _noncentered_raw, "nested": _nested_raw,
-        "serial": _serial_raw, "hyper": _hyper_raw, "linearized": _linearized_raw}
+        "serial": _serial_raw, "hyper": _hyper_raw, "linearized": _linearized_raw,
+        "crossed": _crossed_raw}
 RECORDS = {"marginal": MarginalArgs, "noncentered": NoncenteredArgs, "nested": NestedArgs,
-           "serial": SerialArgs, "hyper": HyperArgs, "linearized": LinearizedArgs}
+           "serial": SerialArgs, "hyper": HyperArgs, "linearized": LinearizedArgs,
+           "crossed": CrossedArgs}
 KERNELS = {"marginal": logp_grad, "noncentered": nc_logp_grad, "nested": nested_logp_grad,
-           "serial": serial_logp_grad, "hyper": hyper_logp_grad, "linearized": lin_logp_grad}
+           "serial": serial_logp_grad, "hyper": hyper_logp_grad, "linearized": lin_logp_grad,
+           "crossed": crossed_logp_grad}
 
 
 @functools.cache

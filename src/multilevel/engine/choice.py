@@ -1,9 +1,10 @@
 """Which parameterization a design is sampled in, and why.
 
 Gaussian models with one grouping factor or two nested ones integrate the group effects out
-(``marginal``); logistic models with one grouping factor sampled by nutpie are sampled
-``linearized`` (:mod:`multilevel.engine.linearized`); everything else is sampled
-``noncentered`` (``centered`` on request). The compiled kernels handle up to
+(``marginal``); sampled by nutpie, logistic models with one grouping factor and Gaussian ones
+with crossed scalar terms such as ``(1 | a) + (1 | b)`` are sampled ``linearized``
+(:mod:`multilevel.engine.linearized`, :mod:`multilevel.engine.crossed`); everything else is
+sampled ``noncentered`` (``centered`` on request). The compiled kernels handle up to
 :data:`MAX_TERMS` varying terms per factor; beyond that PyMC's own graph is used.
 
 Examples
@@ -53,11 +54,20 @@ def marginal_supported(design: Design) -> tuple[bool, str | None]:
 
 
 def linearized_supported(design: Design, sampler: str = "nutpie") -> tuple[bool, str | None]:
-    """Whether the linearized coordinates apply, and why not when they do not."""
+    """Whether the linearized coordinates apply, and why not when they do not: logistic models
+    with one grouping factor, and Gaussian ones with two or more factors of one term each
+    (crossed random intercepts; :mod:`multilevel.engine.crossed`)."""
     if design.spec.family == "gaussian":
-        return False, "the linearized coordinates are for logistic (binomial) models."
-    if len(design.groups) != 1:
-        return False, "the linearized coordinates cover one grouping factor."
+        if design.se is not None:
+            return False, "models with known standard errors are sampled non-centered."
+        if len(design.groups) < 2:
+            return False, ("a Gaussian model with one grouping factor integrates the group "
+                           "effects out (parameterization='marginal').")
+        if any(g.n_terms != 1 for g in design.groups):
+            return False, ("for Gaussian models the linearized coordinates cover one term per "
+                           "grouping factor, such as (1 | a) + (1 | b).")
+    elif len(design.groups) != 1:
+        return False, "for logistic models the linearized coordinates cover one grouping factor."
     if not compiled_noncentered(design):
         return False, f"the linearized kernel handles up to {MAX_TERMS} varying terms."
     if sampler != "nutpie":

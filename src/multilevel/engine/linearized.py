@@ -30,13 +30,11 @@ import numpy as np
 from scipy.special import expit
 
 from multilevel import naming
-from multilevel.design import Design
 from multilevel.design.statistics import group_cross, group_logistic
 from multilevel.engine.args import LinearizedArgs
-from multilevel.engine.kernels.common import SIGNED_FAMILIES
 from multilevel.engine.kernels.linearized import lin_effects, lin_logp_grad
 from multilevel.engine.noncentered import NCProblem
-from multilevel.engine.problem import Variable, factor_values
+from multilevel.engine.problem import OnBase, factor_values
 
 __all__ = ["LinProblem", "Pilot", "decorrelating_map", "lin_problem", "pilot"]
 
@@ -120,7 +118,7 @@ def decorrelating_map(info: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class LinProblem:
+class LinProblem(OnBase):
     """The linearized model (``kernel='linearized'``) of a one-factor binomial non-centered
     problem (``base``): the arguments of :func:`lin_logp_grad` besides ``theta``. Its ``theta``
     has the base's layout (fixed effects, sds, correlations, one offset per level and term);
@@ -130,21 +128,6 @@ class LinProblem:
     base: NCProblem
     args: LinearizedArgs
     kernel: str = "linearized"
-
-    @property
-    def design(self) -> Design:
-        """The (collapsed) design."""
-        return self.base.design
-
-    @property
-    def ndim(self) -> int:
-        """Number of unconstrained parameters."""
-        return self.base.ndim
-
-    @property
-    def signed(self) -> np.ndarray:
-        """Which sds are sampled signed (``s = |t|``) rather than as ``log s``."""
-        return np.isin(self.args.sd_fam, SIGNED_FAMILIES)
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and gradient at ``theta``."""
@@ -186,13 +169,6 @@ class LinProblem:
             out[naming.offset_name(g.factor)] = np.linalg.solve(lam[..., None, :, :], u[..., None])[..., 0]
         return out
 
-    def variables(self) -> list[Variable]:
-        """``(name, shape, dims)`` of the stored draws: the non-centered model's."""
-        return self.base.variables()
-
-    def coords(self) -> dict[str, list[str]]:
-        """Fixed-effect names, the factor's levels and term names."""
-        return self.base.coords()
 
 
 @numba.njit(cache=True)

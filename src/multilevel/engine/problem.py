@@ -16,15 +16,16 @@ Examples
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from multilevel import naming
 from multilevel.design import Design, GroupDesign
 from multilevel.engine.args import KernelArgs
+from multilevel.engine.kernels.common import SIGNED_FAMILIES
 
-__all__ = ["Problem", "Variable", "corr_cholesky", "factor_coords", "factor_values",
+__all__ = ["OnBase", "Problem", "Variable", "corr_cholesky", "factor_coords", "factor_values",
            "factor_variables", "shifted_beta"]
 
 #: ``(name, shape, dims)`` of one stored variable (draw dimensions excluded).
@@ -112,3 +113,35 @@ def factor_coords(design: Design, groups: list[GroupDesign] | tuple, *, levels: 
         coords[naming.term_dim(g.factor)] = list(g.term_names)
         coords[naming.term_dim_bis(g.factor)] = list(g.term_names)
     return coords
+
+
+class OnBase:
+    """What a problem sampled in other coordinates takes from the non-centered problem
+    ``base`` it is built on (the design, the layout, the stored variables), for subclasses with
+    ``base`` and ``args`` (whose ``sd_fam`` codes the sd priors)."""
+
+    base: Any
+    args: Any
+
+    @property
+    def design(self) -> Design:
+        """The (collapsed) design."""
+        return self.base.design
+
+    @property
+    def ndim(self) -> int:
+        """Number of unconstrained parameters."""
+        return self.base.ndim
+
+    @property
+    def signed(self) -> np.ndarray:
+        """Which sds are sampled signed (``s = |t|``) rather than as ``log s``."""
+        return np.isin(self.args.sd_fam, SIGNED_FAMILIES)
+
+    def variables(self) -> list[Variable]:
+        """``(name, shape, dims)`` of the stored draws: the non-centered model's."""
+        return self.base.variables()
+
+    def coords(self) -> dict[str, list[str]]:
+        """Fixed-effect names, every factor's levels and term names."""
+        return self.base.coords()

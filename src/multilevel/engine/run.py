@@ -39,6 +39,7 @@ from multilevel.design import Design, collapse_binomial
 from multilevel.design.serial import SerialStats
 from multilevel.design.statistics import NestedStats, SufficientStats, marginal_statistics
 from multilevel.engine.choice import compiled_noncentered
+from multilevel.engine.crossed import crossed_problem
 from multilevel.engine.linearized import lin_problem
 from multilevel.engine.marginal import hyper_problem, marginal_problem
 from multilevel.engine.noncentered import nc_problem
@@ -104,7 +105,9 @@ def sample_posterior(
                                             group_draws=group_draws)
         notes = notes + ((note,) if note else ())
     elif parameterization == "linearized":  # nutpie only (choose_parameterization)
-        idata = run_nutpie(lin_problem(nc_problem(design, priors)), settings, progressbar=progressbar)
+        base = nc_problem(design, priors)
+        idata = run_nutpie(lin_problem(base) or crossed_problem(base), settings,
+                           progressbar=progressbar)
     elif parameterization == "noncentered" and nutpie and compiled_noncentered(design):
         idata = run_nutpie(nc_problem(design, priors), settings, progressbar=progressbar)
     else:
