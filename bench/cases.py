@@ -76,7 +76,7 @@ CASES: dict[str, Case] = {
         Case(
             "sim_gauss_200k", "y ~ x + (1 + x | g)", "gaussian", "sim_gauss_slope", "g",
             n_rows=200_000, n_groups=2_000, quick_rows=5_000, quick_groups=100,
-            tools=("ours", "ours_bayes", "freq", *BAMBI_TOOLS),
+            tools=("ours", "ours_bayes", "freq", *BAMBI_TOOLS, "lme4"),
         ),
         Case(
             "sim_logit_50k", "y ~ x + (1 + x | g)", "bernoulli", "sim_logit_slope", "g",
