@@ -23,6 +23,8 @@ CASES = {
     "sleepstudy_slope": ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
     "radon_intercept": ("log_radon ~ floor + (1 | county)", "radon"),
     "sleepstudy_uncorr": ("Reaction ~ Days + (Days || Subject)", "sleepstudy"),
+    # three terms: the general copy of the kernel (one and two terms have their own)
+    "sleepstudy_quad": ("Reaction ~ Days + I(Days^2) + (Days + I(Days^2) | Subject)", "sleepstudy"),
 }
 
 
