@@ -221,15 +221,17 @@ class SerialArgs(KernelArgs):
 
 @dataclass(frozen=True, eq=False)
 class NoncenteredArgs(KernelArgs):
-    """:func:`multilevel.engine.kernels.noncentered.nc_logp_grad`: the (collapsed) rows, every
-    factor's index, terms and layout in ``theta``, the priors and the family code (0 Gaussian,
-    1 binomial, 2 Gaussian with known standard errors in ``trials``)."""
+    """:func:`multilevel.engine.kernels.noncentered.nc_logp_grad`: the (collapsed) rows
+    (``XT``, ``ZT``: the fixed-effect matrix and every factor's varying-term columns side by
+    side, transposed: a column per row), every factor's index, terms and layout in ``theta``,
+    the priors and the family code (0 Gaussian, 1 binomial, 2 Gaussian with known standard
+    errors in ``trials``)."""
 
     shift: np.ndarray = arg("f1")
-    X: np.ndarray = arg("f2")
+    XT: np.ndarray = arg("f2")
     y: np.ndarray = arg("f1")
     trials: np.ndarray = arg("f1")
-    Z: np.ndarray = arg("f2")
+    ZT: np.ndarray = arg("f2")
     z_start: np.ndarray = arg("i1")
     idx: np.ndarray = arg("i2")
     q: np.ndarray = arg("i1")
@@ -250,13 +252,14 @@ class NoncenteredArgs(KernelArgs):
 @dataclass(frozen=True, eq=False)
 class LinearizedArgs(KernelArgs):
     """:func:`multilevel.engine.kernels.linearized.lin_logp_grad`: the (collapsed) binomial
-    rows of one grouping factor, the pilot's Gaussian approximation per group (``A``, ``c``,
+    rows of one grouping factor (``XT``, ``ZT``: the fixed-effect and varying-term matrices
+    transposed, a column per row), the pilot's Gaussian approximation per group (``A``, ``c``,
     ``D``), the fixed effects' affine map (``beta0``, ``M``) and the priors."""
 
-    X: np.ndarray = arg("f2")
+    XT: np.ndarray = arg("f2")
     y: np.ndarray = arg("f1")
     trials: np.ndarray = arg("f1")
-    Z: np.ndarray = arg("f2")
+    ZT: np.ndarray = arg("f2")
     idx: np.ndarray = arg("i1")
     q: int = arg("i")
     correlated: bool = arg("b")

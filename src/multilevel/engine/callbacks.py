@@ -199,10 +199,10 @@ def _linearized_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs
     x = numba.carray(x_, (dim,))
     out = numba.carray(out_, (dim,))
     try:
-        X = _f2(h, _L.X)
+        XT = _f2(h, _L.XT)
         y = _f1(h, _L.y)
         trials = _f1(h, _L.trials)
-        Z = _f2(h, _L.Z)
+        ZT = _f2(h, _L.ZT)
         idx = _i1(h, _L.idx)
         q = _int(h, _L.q)
         correlated = _bool(h, _L.correlated)
@@ -217,7 +217,7 @@ def _linearized_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - runs
         sd_par = _f2(h, _L.sd_par)
         eta = _flt(h, _L.eta)
         lp, grad = lin_logp_grad(
-            x, X, y, trials, Z, idx, q, correlated, A, c, D, beta0, M, b_fam, b_par, sd_fam,
+            x, XT, y, trials, ZT, idx, q, correlated, A, c, D, beta0, M, b_fam, b_par, sd_fam,
             sd_par, eta,
         )
     except Exception:  # noqa: BLE001
@@ -267,10 +267,10 @@ def _noncentered_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - run
     out = numba.carray(out_, (dim,))
     try:
         shift = _f1(h, _C.shift)
-        X = _f2(h, _C.X)
+        XT = _f2(h, _C.XT)
         y = _f1(h, _C.y)
         trials = _f1(h, _C.trials)
-        Z = _f2(h, _C.Z)
+        ZT = _f2(h, _C.ZT)
         z_start = _i1(h, _C.z_start)
         idx = _i2(h, _C.idx)
         q = _i1(h, _C.q)
@@ -287,7 +287,7 @@ def _noncentered_raw(dim, x_, out_, logp_, user_data):  # pragma: no cover - run
         sig_fam = _int(h, _C.sig_fam)
         sig_par = _f1(h, _C.sig_par)
         lp, grad = nc_logp_grad(
-            x, shift, X, y, trials, Z, z_start, idx, q, levels, correlated, layout, b_fam, b_par,
+            x, shift, XT, y, trials, ZT, z_start, idx, q, levels, correlated, layout, b_fam, b_par,
             sd_fam, sd_par, sd_start, eta_lkj, family, sig_fam, sig_par,
         )
     except Exception:  # noqa: BLE001

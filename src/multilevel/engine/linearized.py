@@ -202,8 +202,8 @@ def lin_problem(base: NCProblem) -> LinProblem | None:
     info += 1e-8 * np.mean(np.diag(info)) * np.eye(len(info)) + 1e-12 * np.eye(len(info))
     M = decorrelating_map(info)  # cov(M w) = info^-1 for w ~ N(0, I)
     args = LinearizedArgs(
-        X=X, y=a.y, trials=a.trials, Z=Z, idx=idx, q=q, correlated=bool(a.correlated[0]), A=A,
-        c=c, D=D, beta0=fit.beta, M=M, b_fam=a.b_fam, b_par=a.b_par, sd_fam=a.sd_fam,
-        sd_par=a.sd_par, eta=float(a.eta_lkj[0]),
+        XT=np.ascontiguousarray(X.T), y=a.y, trials=a.trials, ZT=np.ascontiguousarray(Z.T),
+        idx=idx, q=q, correlated=bool(a.correlated[0]), A=A, c=c, D=D, beta0=fit.beta, M=M,
+        b_fam=a.b_fam, b_par=a.b_par, sd_fam=a.sd_fam, sd_par=a.sd_par, eta=float(a.eta_lkj[0]),
     )
     return LinProblem(base, args)

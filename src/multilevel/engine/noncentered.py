@@ -130,7 +130,8 @@ def nc_problem(design: Design, priors: ResolvedPriors) -> NCProblem:
     trials = d.trials if d.trials is not None else d.se if d.se is not None else np.ones(d.n_obs)
     starts = np.r_[0, np.cumsum(q)[:-1]].astype(np.int64)
     args = NoncenteredArgs(
-        X=d.X, y=d.y, trials=trials, Z=np.column_stack([g.Z for g in groups]), z_start=starts,
+        XT=np.ascontiguousarray(d.X.T), y=d.y, trials=trials,
+        ZT=np.ascontiguousarray(np.column_stack([g.Z for g in groups]).T), z_start=starts,
         idx=np.column_stack([g.index for g in groups]).astype(np.int64), q=q, levels=levels,
         correlated=correlated, layout=layout, sd_start=starts,
         eta_lkj=np.array([priors.cor[g.factor].kwargs["eta"] if c else 1.0

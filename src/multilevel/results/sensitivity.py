@@ -200,7 +200,7 @@ def _rows_log_likelihood(fit: FitRecord) -> np.ndarray:
         const = float(np.sum(gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)))
 
     def run(s: slice) -> np.ndarray:
-        return rows_loglik_draws(beta[s], u[s], sigma[s], a.X, a.y, a.trials, a.Z, a.z_start,
+        return rows_loglik_draws(beta[s], u[s], sigma[s], a.XT, a.y, a.trials, a.ZT, a.z_start,
                                  a.idx, a.q, u_start, a.family)
 
     return over_draws(run, n_draws) + const

@@ -34,6 +34,7 @@ import numba
 import numpy as np
 
 from multilevel.engine.kernels.common import corr_chol, prior_logp_grad
+from multilevel.engine.kernels.rows import columns_dot, columns_times, logistic_rows
 
 __all__ = ["factor_layout", "nc_logp_grad", "rows_loglik_draws"]
 
@@ -52,10 +53,11 @@ def factor_layout(q: np.ndarray, levels: np.ndarray, correlated: np.ndarray, p: 
 
 
 @numba.njit(cache=True, nogil=True)
-def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correlated, layout,
+def nc_logp_grad(theta, shift, XT, y, trials, ZT, z_start, idx, q, levels, correlated, layout,
                  b_fam, b_par, sd_fam, sd_par, sd_start, eta_lkj, family, sig_fam, sig_par):
-    """Unnormalised log posterior and gradient at ``theta`` (module docstring)."""
-    n, p = X.shape
+    """Unnormalised log posterior and gradient at ``theta`` (module docstring); ``XT`` and
+    ``ZT`` are the transposed design matrices (:mod:`~multilevel.engine.kernels.rows`)."""
+    p, n = XT.shape
     n_factors = q.shape[0]
     grad = np.zeros(theta.shape[0])
     beta = theta[:p].copy()
@@ -82,7 +84,7 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
             grad[z0 + m] = -zv
     sigma = math.exp(theta[-1]) if family == 0 else 1.0
     g_sigma = 0.0
-    g_beta = np.zeros(p)
+    g_beta = np.empty(p)
     g_u = np.zeros(theta.shape[0])  # dl/du stored at the zeta positions
     u = np.empty(theta.shape[0])  # u_kj = Lambda_k zeta_kj, stored at the zeta positions
     for k in range(n_factors):
@@ -94,36 +96,24 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
                 for b in range(a + 1):
                     u_a += lams[k, a, b] * theta[base + b]
                 u[base + a] = u_a
-    bernoulli = family == 1
-    for i in range(n):
-        eta = 0.0
-        for c in range(p):
-            eta += X[i, c] * beta[c]
-        for k in range(n_factors):
-            qk = q[k]
-            base = layout[k, 2] + idx[i, k] * qk
-            zs = z_start[k]
-            for a in range(qk):
-                eta += Z[i, zs + a] * u[base + a]
-        if bernoulli:
-            ex = math.exp(-abs(eta))  # log(1 + e^eta) and expit(eta), overflow-free
-            inv = 1.0 / (1.0 + ex)
-            lp += y[i] * eta - trials[i] * (math.log1p(ex) + max(eta, 0.0))
-            r = y[i] - trials[i] * (inv if eta > 0 else ex * inv)
-        else:
+    eta = np.empty(n)
+    _linear_predictor(XT, ZT, beta, u, z_start, idx, q, layout[:, 2], eta)
+    resid = np.empty(n)  # dl/deta per row
+    if family == 1:
+        lp += logistic_rows(eta, y, trials, resid)
+    else:
+        for i in range(n):
             sd_i = sigma if family == 0 else trials[i]
-            resid = y[i] - eta
-            lp += -0.5 * (resid / sd_i) ** 2 - math.log(sd_i) - _HALF_LOG_2PI
-            r = resid / (sd_i * sd_i)
-            g_sigma += resid * resid / sd_i**3 - 1.0 / sd_i
-        for c in range(p):
-            g_beta[c] += X[i, c] * r
-        for k in range(n_factors):
-            qk = q[k]
-            base = layout[k, 2] + idx[i, k] * qk
-            zs = z_start[k]
-            for a in range(qk):
-                g_u[base + a] += Z[i, zs + a] * r
+            r = y[i] - eta[i]
+            lp += -0.5 * (r / sd_i) ** 2 - math.log(sd_i) - _HALF_LOG_2PI
+            resid[i] = r / (sd_i * sd_i)
+            g_sigma += r * r / sd_i**3 - 1.0 / sd_i
+    columns_dot(XT, resid, g_beta)
+    for k in range(n_factors):
+        qk, z0, zs = q[k], layout[k, 2], z_start[k]
+        for a in range(qk):
+            for i in range(n):
+                g_u[z0 + idx[i, k] * qk + a] += ZT[zs + a, i] * resid[i]
     for c in range(p):
         plp, pg = prior_logp_grad(b_fam[c], b_par[c], beta[c])
         lp += plp
@@ -172,28 +162,35 @@ def nc_logp_grad(theta, shift, X, y, trials, Z, z_start, idx, q, levels, correla
     return lp, grad
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _linear_predictor(XT, ZT, beta, u, z_start, idx, q, u_start, eta):
+    """``eta = X beta + sum_k Z_k u_k[idx_k]`` (``u``: factor ``k``'s ``levels x q`` effects
+    row-major from ``u_start[k]``), a column at a time."""
+    columns_times(XT, beta, eta)
+    for k in range(q.shape[0]):
+        qk, u0, zs = q[k], u_start[k], z_start[k]
+        for a in range(qk):
+            for i in range(eta.shape[0]):
+                eta[i] += ZT[zs + a, i] * u[u0 + idx[i, k] * qk + a]
+
+
 @numba.njit(cache=True, nogil=True)
-def rows_loglik_draws(beta, u, sigma, X, y, trials, Z, z_start, idx, q, u_start, family):
+def rows_loglik_draws(beta, u, sigma, XT, y, trials, ZT, z_start, idx, q, u_start, family):
     """Summed log-likelihood of the rows at every draw, given the group effects: ``beta``
     ``(draws, p)``, ``u`` ``(draws, sum_k levels_k q_k)`` (every factor's ``levels x q`` effects
     row-major from ``u_start[k]``), ``sigma`` ``(draws,)``; the family codes of
     :func:`nc_logp_grad`, binomial without its ``log C(n, y)`` constant."""
-    n, p = X.shape
+    n = XT.shape[1]
     out = np.zeros(beta.shape[0])
+    eta, resid = np.empty(n), np.empty(n)
     for d in range(beta.shape[0]):
+        _linear_predictor(XT, ZT, beta[d], u[d], z_start, idx, q, u_start, eta)
+        if family == 1:
+            out[d] = logistic_rows(eta, y, trials, resid)
+            continue
         total = 0.0
         for i in range(n):
-            eta = 0.0
-            for c in range(p):
-                eta += X[i, c] * beta[d, c]
-            for k in range(q.shape[0]):
-                base = u_start[k] + idx[i, k] * q[k]
-                for a in range(q[k]):
-                    eta += Z[i, z_start[k] + a] * u[d, base + a]
-            if family == 1:
-                total += y[i] * eta - trials[i] * (math.log1p(math.exp(-abs(eta))) + max(eta, 0.0))
-            else:
-                sd_i = sigma[d] if family == 0 else trials[i]
-                total += -0.5 * ((y[i] - eta) / sd_i) ** 2 - math.log(sd_i) - _HALF_LOG_2PI
+            sd_i = sigma[d] if family == 0 else trials[i]
+            total += -0.5 * ((y[i] - eta[i]) / sd_i) ** 2 - math.log(sd_i) - _HALF_LOG_2PI
         out[d] = total
     return out
